@@ -1,0 +1,60 @@
+# vae_lab: `make help` lists the targets. `make train` and `make test` each set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+ARGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.DEFAULT_GOAL := help
+.PHONY: help install data train test test-slow lint format tensorboard bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv with the package (editable) and dev tools; no-op when up to date
+
+data: ## make Fashion-MNIST available (Debian's dataset-fashion-mnist, else torchvision's download)
+	@if [ -f $(SYSTEM_DATA) ] || ls data/FashionMNIST/raw/train-images-idx3-ubyte* >/dev/null 2>&1; then \
+		echo "Fashion-MNIST is available."; \
+	elif command -v apt-get >/dev/null 2>&1 && $(SUDO) apt-get update -qq \
+		&& $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null; then \
+		echo "Installed Debian's dataset-fashion-mnist."; \
+	else \
+		$(MAKE) --no-print-directory install && $(PY) -m vae_lab.data.files data; \
+	fi
+
+train: install data ## train the default model on Fashion-MNIST (extra Hydra overrides: ARGS="model=conv")
+	$(PY) -m vae_lab.train $(ARGS)
+
+test: install data ## run the fast test tier
+	$(PY) -m pytest -q
+
+test-slow: install data ## run the slow tier too (trains on the real data)
+	$(PY) -m pytest -q -m "slow or not slow"
+
+lint: install ## ruff (lint and format check) and mypy
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+format: install ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
+
+tensorboard: install ## serve TensorBoard for every run under outputs/, on localhost only
+	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1
+
+bench: install data ## time an epoch of the framework against a plain PyTorch loop; writes outputs/bench.json
+	$(PY) benchmarks/epoch_time.py --out outputs/bench.json
+
+clean: ## remove caches (keeps .venv, data and outputs)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache

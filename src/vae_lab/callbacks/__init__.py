@@ -1,0 +1,1 @@
+"""Callbacks: everything that only observes training (pictures, files), kept off the step."""

@@ -1,0 +1,58 @@
+"""Image grids each validation epoch: test inputs beside reconstructions, and prior samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
+from torchvision.utils import make_grid, save_image
+
+from vae_lab.models.vae import VAE
+
+
+class ImageGrids(L.Callback):
+    """Logs `val/reconstructions` and `val/samples` to TensorBoard after each validation epoch.
+
+    The test images and the prior noise are drawn once, so the grids of successive epochs
+    show the same inputs and the same z: what changes is the model. The latest grids are
+    also written as PNG files under `<run dir>/images/`.
+    """
+
+    def __init__(self, n_images: int = 16, n_samples: int = 64, seed: int = 0) -> None:
+        self.n_images, self.n_samples, self.seed = n_images, n_samples, seed
+        self.inputs: torch.Tensor | None = None
+        self.noise: torch.Tensor | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]
+        first = next(iter(datamodule.test_dataloader()))
+        self.inputs = first.images[: self.n_images].float().div(255.0)
+        assert isinstance(pl_module, VAE)
+        generator = torch.Generator().manual_seed(self.seed)
+        latent_dim = pl_module.prior.latent_dim
+        self.noise = torch.randn(self.n_samples, latent_dim, generator=generator)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        fitting = trainer.state.fn == TrainerFn.FITTING  # not the final trainer.validate()
+        if not fitting or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        assert isinstance(pl_module, VAE) and self.inputs is not None and self.noise is not None
+        x = self.inputs.to(pl_module.device)
+        recon = pl_module.reconstruct(x).clamp(0, 1)
+        samples = pl_module.decode(self.noise.to(pl_module.device)).clamp(0, 1)
+        grids = {
+            # row 1: inputs, row 2: their reconstructions
+            "reconstructions": make_grid(torch.cat([x, recon]), nrow=len(x), pad_value=1.0),
+            "samples": make_grid(samples, nrow=8, pad_value=1.0),
+        }
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                for name, grid in grids.items():
+                    logger.experiment.add_image(f"val/{name}", grid, trainer.global_step)
+        out_dir = Path(trainer.default_root_dir) / "images"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, grid in grids.items():
+            save_image(grid, out_dir / f"{name}.png")

@@ -1,0 +1,155 @@
+"""Typed schemas for the composed config, and the range checks types cannot express.
+
+The schemas are registered in Hydra's ConfigStore as `train_schema`; `configs/train.yaml`
+lists it first in its defaults, so every YAML file is merged onto typed nodes: an unknown
+key (`trainer.max_epoch=1`) or a wrong type (`latent_dim=abc`) fails at composition, before
+anything is imported or read. `validate` then checks the values (positive sizes, a learning
+rate above zero, ...), still before any work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from vae_lab.errors import UserError
+
+BINARIZE_CHOICES = ("none", "dynamic")
+
+
+@dataclass
+class DataConfig:
+    _target_: str = "vae_lab.data.fashion_mnist.FashionMNISTDataModule"
+    root: Optional[str] = None  # noqa: UP045
+    cache_dir: str = "data"
+    download: bool = False
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    val_size: int = 5000
+    split_seed: int = 0
+    shuffle_seed: int = 0
+    binarize: str = "none"
+    binarize_seed: int = 0
+    device_resident: bool = True
+
+
+@dataclass
+class ModelConfig:
+    encoder: Any = None
+    decoder: Any = None
+    prior: Any = None
+
+
+@dataclass
+class TrainerConfig:
+    """Every argument of `lightning.pytorch.Trainer` (checked against its signature in the
+    tests), so any of them can be set from the command line and a misspelt one fails."""
+
+    _target_: str = "lightning.pytorch.Trainer"
+    accelerator: Any = "auto"
+    strategy: Any = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    precision: Any = None
+    logger: Any = None
+    callbacks: Any = None
+    fast_dev_run: Any = False
+    max_epochs: Optional[int] = None  # noqa: UP045
+    min_epochs: Optional[int] = None  # noqa: UP045
+    max_steps: int = -1
+    min_steps: Optional[int] = None  # noqa: UP045
+    max_time: Any = None
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    limit_predict_batches: Any = None
+    overfit_batches: Any = 0.0
+    val_check_interval: Any = None
+    check_val_every_n_epoch: Optional[int] = 1  # noqa: UP045
+    num_sanity_val_steps: Optional[int] = None  # noqa: UP045
+    log_every_n_steps: Optional[int] = None  # noqa: UP045
+    enable_checkpointing: Optional[bool] = None  # noqa: UP045
+    enable_progress_bar: Optional[bool] = None  # noqa: UP045
+    enable_model_summary: Optional[bool] = None  # noqa: UP045
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: Any = None
+    gradient_clip_algorithm: Optional[str] = None  # noqa: UP045
+    deterministic: Any = None
+    benchmark: Optional[bool] = None  # noqa: UP045
+    inference_mode: bool = True
+    use_distributed_sampler: bool = True
+    profiler: Any = None
+    detect_anomaly: bool = False
+    barebones: bool = False
+    plugins: Any = None
+    sync_batchnorm: bool = False
+    reload_dataloaders_every_n_epochs: int = 0
+    default_root_dir: Optional[str] = None  # noqa: UP045
+    enable_autolog_hparams: bool = True
+    model_registry: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
+class PathsConfig:
+    output_dir: str = "${hydra:runtime.output_dir}"
+
+
+@dataclass
+class TrainConfig:
+    latent_dim: int = 16
+    seed: int = 42
+    beta: float = 1.0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    likelihood: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: Any = None
+    callbacks: Any = None
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def register_schemas() -> None:
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def _positive(value: Any, name: str, example: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise UserError(f"{name} must be a positive number, got {value!r}; for example {example}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check values that the types allow but the run cannot use; raise a UserError."""
+    if cfg.latent_dim < 1:
+        raise UserError(
+            f"latent_dim must be a positive integer, got {cfg.latent_dim}; "
+            "for example latent_dim=16"
+        )
+    if cfg.beta < 0:
+        raise UserError(
+            f"beta must be >= 0 (it weights the KL term), got {cfg.beta}; for example beta=1.0"
+        )
+    optimizer = cfg.get("optimizer")
+    if optimizer is not None and "lr" in optimizer:
+        _positive(optimizer.lr, "optimizer.lr", "optimizer.lr=1e-3")
+    data = cfg.data
+    _positive(data.batch_size, "data.batch_size", "data.batch_size=128")
+    _positive(data.eval_batch_size, "data.eval_batch_size", "data.eval_batch_size=1000")
+    if data.val_size < 1:
+        raise UserError(
+            f"data.val_size must be at least 1, got {data.val_size}; for example data.val_size=5000"
+        )
+    if data.binarize not in BINARIZE_CHOICES:
+        raise UserError(
+            f"data.binarize must be one of {', '.join(BINARIZE_CHOICES)}, got {data.binarize!r}"
+        )
+    max_epochs = cfg.trainer.max_epochs
+    if (max_epochs is not None and max_epochs < -1) or max_epochs == 0:
+        raise UserError(
+            f"trainer.max_epochs must be a positive integer (or -1 for no limit), "
+            f"got {max_epochs}; for example trainer.max_epochs=10"
+        )

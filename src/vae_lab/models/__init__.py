@@ -1,0 +1,1 @@
+"""The VAE LightningModule and its swappable components."""

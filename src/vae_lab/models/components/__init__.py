@@ -1,0 +1,1 @@
+"""Encoders, decoders, likelihoods and priors: each built from config by its `_target_`."""

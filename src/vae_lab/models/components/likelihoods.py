@@ -1,0 +1,116 @@
+"""Likelihoods p(x|z): how decoder output becomes a log-density and an image.
+
+Each takes the decoder's output `params` of shape (B, C, H, W) (or (K, B, C, H, W) for K
+samples of z) and sums log-densities over pixels, returning nats per image.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _sum_pixels(values: torch.Tensor) -> torch.Tensor:
+    return values.flatten(-3).sum(-1)  # (..., C, H, W) -> (...)
+
+
+class Likelihood(nn.Module, ABC):
+    """log p(x|z) from decoder output, and the image it stands for."""
+
+    @abstractmethod
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over pixels, shape params.shape[:-3]."""
+
+    @abstractmethod
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """E[x|z]: the image shown for a decoded z."""
+
+    @abstractmethod
+    def sample(self, params: torch.Tensor) -> torch.Tensor:
+        """x ~ p(x|z): pixels drawn from the likelihood."""
+
+
+class Bernoulli(Likelihood):
+    """Pixels as independent Bernoulli variables on logits: log p = -BCE(logits, x).
+
+    Exact for binarized data. On continuous x in [0, 1] it is the usual cross-entropy
+    surrogate, not a normalized density (Loaiza-Ganem & Cunningham 2019).
+    """
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        target = x.expand_as(params)
+        return -_sum_pixels(F.binary_cross_entropy_with_logits(params, target, reduction="none"))
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(params)
+
+    def sample(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.bernoulli(torch.sigmoid(params))
+
+
+class _GaussianPixels(Likelihood):
+    """Pixels as independent N(mean, sigma^2), the mean from the decoder, sigma per subclass."""
+
+    @abstractmethod
+    def log_sigma(self) -> torch.Tensor:
+        """log sigma, a scalar tensor."""
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        log_sigma = self.log_sigma()
+        z = (x - params) * torch.exp(-log_sigma)
+        return _sum_pixels(-0.5 * z**2 - log_sigma - HALF_LOG_2PI)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return params.clamp(0.0, 1.0)
+
+    def sample(self, params: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn_like(params) * self.log_sigma().exp()
+        return (params + noise).clamp(0.0, 1.0)
+
+
+class Gaussian(_GaussianPixels):
+    """Gaussian with a fixed sigma: -log p = ||x - mean||^2 / (2 sigma^2) + const.
+
+    This is squared error, the article's choice, and why its samples look blurry: the
+    optimum under squared error is the average of all plausible images.
+    """
+
+    fixed_log_sigma: torch.Tensor
+
+    def __init__(self, sigma: float = 1.0) -> None:
+        super().__init__()
+        if sigma <= 0:
+            raise ValueError(f"likelihood.sigma must be positive, got {sigma}")
+        self.register_buffer("fixed_log_sigma", torch.tensor(math.log(sigma)))
+
+    def log_sigma(self) -> torch.Tensor:
+        return self.fixed_log_sigma
+
+
+class GaussianLearnedSigma(_GaussianPixels):
+    """Gaussian with one sigma shared by all pixels and learned with the model.
+
+    The calibrated decoder of Rybkin et al. 2021 ("sigma-VAE"): learning sigma sets the
+    balance between reconstruction and KL that a fixed sigma (or beta) would fix by hand.
+    sigma is kept above `min_sigma`, since on [0, 1] data the density is unbounded as
+    sigma -> 0.
+    """
+
+    def __init__(self, sigma: float = 1.0, min_sigma: float = 1e-3) -> None:
+        super().__init__()
+        if not 0 < min_sigma < sigma:
+            raise ValueError(f"likelihood.min_sigma must be in (0, sigma), got {min_sigma}")
+        self.min_log_sigma = math.log(min_sigma)
+        # Stored so that log_sigma() starts exactly at log(sigma): inverse of the soft floor.
+        start = math.log(math.expm1(math.log(sigma) - self.min_log_sigma))
+        self.raw_log_sigma = nn.Parameter(torch.tensor(start))
+
+    def log_sigma(self) -> torch.Tensor:
+        # Soft floor: min + softplus(raw) keeps a gradient everywhere, unlike clamp.
+        return self.min_log_sigma + F.softplus(self.raw_log_sigma)

@@ -1,0 +1,130 @@
+"""The VAE as a LightningModule: ELBO, one shared step for every stage, optimizer from config.
+
+Convention everywhere: log-densities are summed over pixels and latent dims and averaged
+over the batch, in nats per image. With q(z|x) from the encoder, p(x|z) the likelihood and
+p(z) the prior,
+
+    ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))  <=  log p(x)      (Kingma & Welling 2014)
+
+estimated with one reparameterized sample z = mu + sigma * eps. Training minimizes
+recon + beta * KL, where recon = -log p(x|z); beta = 1 is the ELBO itself, beta > 1 the
+beta-VAE of Higgins et al. 2017. What is logged as `elbo` is always the beta = 1 bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import lightning as L
+import torch
+from torch import nn
+
+from vae_lab.data.batches import Batch
+from vae_lab.models.components.gaussian import DiagonalGaussian
+from vae_lab.models.components.likelihoods import Likelihood
+from vae_lab.models.components.prior import StandardNormalPrior
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class VAEOutput(NamedTuple):
+    posterior: DiagonalGaussian  # q(z|x), (B, D)
+    z: torch.Tensor  # one reparameterized sample, (B, D)
+    params: torch.Tensor  # decoder output: the likelihood's parameters, (B, C, H, W)
+
+
+class ELBOTerms(NamedTuple):
+    """Per-image terms in nats, each of shape (B,)."""
+
+    elbo: torch.Tensor  # -(recon + kl), a lower bound on log p(x)
+    recon: torch.Tensor  # -log p(x|z), the reconstruction negative log-likelihood
+    kl: torch.Tensor  # KL(q(z|x) || p(z))
+
+
+class VAE(L.LightningModule):
+    """A VAE assembled from parts built elsewhere (by Hydra, from config)."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        likelihood: Likelihood,
+        prior: StandardNormalPrior,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        beta: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            ignore=["encoder", "decoder", "likelihood", "prior", "optimizer", "scheduler"],
+            logger=False,
+        )
+        self.encoder, self.decoder = encoder, decoder
+        self.likelihood, self.prior = likelihood, prior
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.beta = beta
+
+    def forward(self, x: torch.Tensor) -> VAEOutput:
+        posterior = self.encoder(x)
+        z = posterior.rsample()
+        return VAEOutput(posterior, z, self.decoder(z))
+
+    def elbo_terms(self, x: torch.Tensor) -> ELBOTerms:
+        out = self(x)
+        recon = -self.likelihood.log_prob(x, out.params)  # (B,)
+        kl = self.prior.kl(out.posterior)  # (B,)
+        return ELBOTerms(elbo=-(recon + kl), recon=recon, kl=kl)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """The likelihood's mean at the posterior mean: the image the model sees in x."""
+        return self.likelihood.mean(self.decoder(self.encoder(x).mean))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The likelihood's mean at z, e.g. for z drawn from the prior."""
+        return self.likelihood.mean(self.decoder(z))
+
+    def _common_step(self, batch: Batch, stage: str) -> torch.Tensor:
+        terms = self.elbo_terms(batch.images)
+        loss = (terms.recon + self.beta * terms.kl).mean()
+        training = stage == "train"
+        # One log call per metric; values stay on the device and are reduced at epoch end,
+        # so no step forces a host sync beyond the logger's own cadence.
+        metrics = {
+            f"{stage}/elbo": terms.elbo.mean(),
+            f"{stage}/recon": terms.recon.mean(),
+            f"{stage}/kl": terms.kl.mean(),
+        }
+        if training:
+            metrics["train/loss"] = loss
+        self.log_dict(
+            metrics,
+            on_step=training,
+            on_epoch=not training,
+            batch_size=batch.images.shape[0],
+            sync_dist=not training,
+        )
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        # `monitor` is read only by schedulers that need a metric (ReduceLROnPlateau).
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "val/elbo"},
+        }

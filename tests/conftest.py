@@ -1,0 +1,94 @@
+"""Shared fixtures: tiny IDX files written by the tests, and the real config, shrunk."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from vae_lab.data.idx import write_idx
+from vae_lab.train import CONFIG_DIR
+
+TINY_TRAIN, TINY_TEST = 300, 100
+
+
+def _images(
+    n: int, seed: int, shape: tuple[int, int] = (28, 28)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blocky images whose class decides where a bright square sits: learnable, not noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    images = torch.randint(0, 60, (n, *shape), generator=g, dtype=torch.uint8)
+    for i, label in enumerate(labels.tolist()):
+        r, c = 2 + 2 * (label // 5) * 4, 2 + (label % 5) * 5
+        images[i, r : r + 8, c : c + 6] = 230
+    return images, labels.to(torch.uint8)
+
+
+def write_fashion_mnist(root: Path, n_train: int = TINY_TRAIN, n_test: int = TINY_TEST) -> Path:
+    """Write the four Fashion-MNIST files (train gzip-compressed, test raw) into `root`."""
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, n, seed, suffix in (("train", n_train, 0, ".gz"), ("t10k", n_test, 1, "")):
+        images, labels = _images(n, seed)
+        write_idx(root / f"{prefix}-images-idx3-ubyte{suffix}", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fashion_mnist(tmp_path_factory.mktemp("fashion-mnist"))
+
+
+def tiny_overrides(data_root: Path, output_dir: Path) -> list[str]:
+    """Overrides that shrink a run to seconds on the CPU, writing under `output_dir`."""
+    return [
+        f"data.root={data_root}",
+        "data.val_size=50",
+        "data.batch_size=32",
+        "data.eval_batch_size=50",
+        f"paths.output_dir={output_dir}",
+        "trainer=cpu",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=4",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false",
+        "trainer.num_sanity_val_steps=0",
+    ]
+
+
+ComposeFn = Callable[..., DictConfig]
+
+
+@pytest.fixture
+def compose_cfg(tiny_data: Path, tmp_path: Path) -> ComposeFn:
+    """Compose configs/train.yaml with the tiny overrides plus the test's own."""
+
+    def _compose(*overrides: str, tiny: bool = True) -> DictConfig:
+        extra = tiny_overrides(tiny_data, tmp_path / "run") if tiny else []
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=[*extra, *overrides])
+        with open_dict(cfg):
+            cfg.pop("hydra", None)
+        return cfg
+
+    return _compose
+
+
+def run_cli(
+    args: Sequence[str], cwd: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m vae_lab.train ARGS` as a user would, in `cwd`."""
+    return subprocess.run(
+        [sys.executable, "-m", "vae_lab.train", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

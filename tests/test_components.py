@@ -1,0 +1,118 @@
+"""Encoders, decoders, likelihoods, prior: shape contracts and maths against independent code."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from vae_lab.models.components.conv import ConvDecoder, ConvEncoder
+from vae_lab.models.components.gaussian import DiagonalGaussian
+from vae_lab.models.components.likelihoods import Bernoulli, Gaussian, GaussianLearnedSigma
+from vae_lab.models.components.mlp import MLPDecoder, MLPEncoder
+from vae_lab.models.components.prior import StandardNormalPrior
+
+ARCHITECTURES = [(MLPEncoder, MLPDecoder), (ConvEncoder, ConvDecoder)]
+
+
+@pytest.mark.parametrize(("encoder_cls", "decoder_cls"), ARCHITECTURES)
+@pytest.mark.parametrize("latent_dim", [1, 2, 16, 64])
+@pytest.mark.parametrize("input_shape", [(1, 28, 28), (3, 32, 32), (1, 27, 19)])
+def test_shape_contract(encoder_cls, decoder_cls, latent_dim: int, input_shape) -> None:
+    encoder = encoder_cls(input_shape=input_shape, latent_dim=latent_dim)
+    decoder = decoder_cls(input_shape=input_shape, latent_dim=latent_dim)
+    x = torch.rand(5, *input_shape)
+    q = encoder(x)
+    assert isinstance(q, DiagonalGaussian)
+    assert q.mean.shape == q.log_var.shape == (5, latent_dim)
+    assert decoder(q.rsample()).shape == (5, *input_shape)
+    assert decoder(q.rsample(n=3)).shape == (3, 5, *input_shape)  # K samples of z at once
+
+
+def test_conv_rejects_too_many_layers() -> None:
+    with pytest.raises(ValueError, match="shrink"):
+        ConvEncoder(input_shape=(1, 4, 4), latent_dim=2, channels=(8, 8, 8))
+
+
+def test_closed_form_kl_matches_torch() -> None:
+    q = DiagonalGaussian(torch.randn(6, 4), torch.randn(6, 4))
+    expected = kl_divergence(Normal(q.mean, q.std), Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(StandardNormalPrior(4).kl(q), expected)
+
+
+def test_gaussian_log_prob_and_prior_match_torch() -> None:
+    q = DiagonalGaussian(torch.randn(6, 4), torch.randn(6, 4))
+    z = q.rsample()
+    torch.testing.assert_close(q.log_prob(z), Normal(q.mean, q.std).log_prob(z).sum(-1))
+    torch.testing.assert_close(
+        StandardNormalPrior(4).log_prob(z), Normal(0.0, 1.0).log_prob(z).sum(-1)
+    )
+
+
+def test_rsample_is_reparameterized() -> None:
+    mean = torch.zeros(3, 2, requires_grad=True)
+    DiagonalGaussian(mean, torch.zeros(3, 2)).rsample().sum().backward()
+    assert mean.grad is not None and torch.all(mean.grad == 1.0)
+
+
+def test_rsample_moments() -> None:
+    torch.manual_seed(0)
+    q = DiagonalGaussian(torch.tensor([[2.0, -1.0]]), torch.tensor([[math.log(0.25), 0.0]]))
+    z = q.rsample(n=200_000)[:, 0]
+    torch.testing.assert_close(z.mean(0), torch.tensor([2.0, -1.0]), atol=0.01, rtol=0)
+    torch.testing.assert_close(z.std(0), torch.tensor([0.5, 1.0]), atol=0.01, rtol=0)
+
+
+def test_bernoulli_log_prob_by_hand() -> None:
+    logits = torch.tensor([[[[0.0, 2.0], [-1.0, 3.0]]]])  # (1, 1, 2, 2)
+    x = torch.tensor([[[[1.0, 0.0], [0.25, 1.0]]]])
+    p = torch.sigmoid(logits)
+    by_hand = (x * p.log() + (1 - x) * (1 - p).log()).sum()
+    torch.testing.assert_close(Bernoulli().log_prob(x, logits), by_hand.reshape(1))
+    torch.testing.assert_close(Bernoulli().mean(logits), p)
+
+
+def test_gaussian_log_prob_by_hand() -> None:
+    mean, x, sigma = torch.full((2, 1, 3, 3), 0.5), torch.rand(2, 1, 3, 3), 0.3
+    sq = ((x - mean) ** 2).flatten(1).sum(-1)
+    by_hand = -sq / (2 * sigma**2) - 9 * math.log(sigma) - 9 * 0.5 * math.log(2 * math.pi)
+    torch.testing.assert_close(Gaussian(sigma).log_prob(x, mean), by_hand)
+
+
+def test_gaussian_is_squared_error_up_to_a_constant() -> None:
+    x, a, b = torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4)
+    likelihood = Gaussian(sigma=1.0)
+    gap = likelihood.log_prob(x, a) - likelihood.log_prob(x, b)
+    expected = -0.5 * (((x - a) ** 2).sum() - ((x - b) ** 2).sum())
+    torch.testing.assert_close(gap, expected.reshape(1))
+
+
+def test_learned_sigma_starts_at_sigma_and_learns() -> None:
+    likelihood = GaussianLearnedSigma(sigma=0.5)
+    torch.testing.assert_close(likelihood.log_sigma().exp(), torch.tensor(0.5))
+    x, mean = torch.rand(4, 1, 5, 5), torch.rand(4, 1, 5, 5)
+    expected = Normal(mean, likelihood.log_sigma().exp()).log_prob(x).flatten(1).sum(-1)
+    torch.testing.assert_close(likelihood.log_prob(x, mean), expected)
+    likelihood.log_prob(x, mean).sum().backward()
+    assert likelihood.raw_log_sigma.grad is not None and likelihood.raw_log_sigma.grad != 0
+
+
+def test_learned_sigma_has_a_floor() -> None:
+    likelihood = GaussianLearnedSigma(sigma=1.0, min_sigma=0.01)
+    with torch.no_grad():
+        likelihood.raw_log_sigma.fill_(-50.0)
+    assert likelihood.log_sigma().exp() >= 0.01
+
+
+def test_likelihoods_broadcast_over_samples_of_z() -> None:
+    x, params = torch.rand(5, 1, 4, 4), torch.randn(3, 5, 1, 4, 4)  # 3 samples of z per image
+    for likelihood in (Bernoulli(), Gaussian(0.5), GaussianLearnedSigma()):
+        assert likelihood.log_prob(x, params).shape == (3, 5)
+        assert likelihood.sample(params).shape == params.shape
+
+
+def test_invalid_sigma() -> None:
+    with pytest.raises(ValueError, match="sigma"):
+        Gaussian(sigma=0.0)
