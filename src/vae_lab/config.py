@@ -98,6 +98,15 @@ class PathsConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """Process-wide torch settings, applied before anything is built."""
+
+    flush_denormal: bool = True
+    num_threads: Optional[int] = None  # noqa: UP045
+    float32_matmul_precision: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
 class TrainConfig:
     latent_dim: int = 16
     seed: int = 42
@@ -111,6 +120,7 @@ class TrainConfig:
     logger: Any = None
     callbacks: Any = None
     paths: PathsConfig = field(default_factory=PathsConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 def register_schemas() -> None:
@@ -146,6 +156,14 @@ def validate(cfg: DictConfig) -> None:
     if data.binarize not in BINARIZE_CHOICES:
         raise UserError(
             f"data.binarize must be one of {', '.join(BINARIZE_CHOICES)}, got {data.binarize!r}"
+        )
+    threads = cfg.runtime.num_threads
+    if threads is not None and threads < 1:
+        raise UserError(f"runtime.num_threads must be a positive integer or null, got {threads}")
+    precision = cfg.runtime.float32_matmul_precision
+    if precision not in (None, "highest", "high", "medium"):
+        raise UserError(
+            f"runtime.float32_matmul_precision must be highest, high or medium, got {precision!r}"
         )
     max_epochs = cfg.trainer.max_epochs
     if (max_epochs is not None and max_epochs < -1) or max_epochs == 0:

@@ -1,0 +1,149 @@
+"""Seconds per training epoch: `vae_lab.train` against a plain PyTorch loop, same everything.
+
+    python benchmarks/epoch_time.py [--models mlp conv] [--epochs 3] [--repeats 3] [--out F]
+
+For each model, framework and plain runs alternate `--repeats` times. The framework run is
+the real command (`python -m vae_lab.train model=...`, default logging and callbacks, on
+the real data) with an EpochTimer callback added; validation runs as usual and is timed
+apart. The plain loop holds the same training images as one float tensor, cuts batches by
+indexing, and trains the same encoder/decoder with Adam: the loop a user would write.
+The first epoch of every run is a warm-up and not counted; medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from vae_lab.train import CONFIG_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def framework_run(model: str, epochs: int, out_dir: Path) -> dict:
+    """One `python -m vae_lab.train` run; its timing.json plus start-up time."""
+    run_dir = out_dir / f"{model}-{time.time_ns()}"
+    cmd = [
+        sys.executable, "-m", "vae_lab.train", f"model={model}", "trainer=cpu",
+        f"trainer.max_epochs={epochs}", f"hydra.run.dir={run_dir}",
+        "+callbacks.epoch_timer._target_=vae_lab.callbacks.timing.EpochTimer",
+    ]  # fmt: skip
+    started = time.time()
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
+    timing = json.loads((run_dir / "timing.json").read_text())
+    timing["startup_s"] = timing["first_step_unix_time"] - started
+    return timing
+
+
+def plain_run(model: str, epochs: int) -> dict:
+    """The same networks, data and optimizer in a hand-written loop."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={model}", "paths.output_dir=unused"])
+    datamodule = instantiate(cfg.data)
+    datamodule.load()
+    images = datamodule.splits["train"][0].float() / 255  # (N, 1, 28, 28) in [0, 1]
+    shape = list(images.shape[1:])
+    torch.manual_seed(0)
+    encoder = instantiate(cfg.model.encoder, input_shape=shape, _convert_="all")
+    decoder = instantiate(cfg.model.decoder, input_shape=shape, _convert_="all")
+    params = [*encoder.parameters(), *decoder.parameters()]
+    optimizer = torch.optim.Adam(params, lr=cfg.optimizer.lr)
+    batch_size = cfg.data.batch_size
+    seconds = []
+    for _ in range(epochs):
+        start = time.time()
+        order = torch.randperm(len(images))
+        for i in range(0, len(images), batch_size):
+            x = images[order[i : i + batch_size]]
+            q = encoder(x)
+            logits = decoder(q.rsample())
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none")
+            kl = 0.5 * (q.mean**2 + q.log_var.exp() - 1 - q.log_var).sum(-1)
+            loss = (bce.flatten(1).sum(-1) + kl).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        seconds.append(time.time() - start)
+    return {"train_s_per_epoch": seconds, "steps_per_epoch": -(-len(images) // batch_size)}
+
+
+def lightning_import_s() -> float:
+    start = time.time()
+    subprocess.run([sys.executable, "-c", "import lightning"], check=True)
+    return time.time() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["mlp", "conv"])
+    parser.add_argument("--epochs", type=int, default=3, help="per run; the first is warm-up")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench.json")
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (the first epoch is warm-up)")
+
+    import_s = statistics.median(lightning_import_s() for _ in range(3))
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="vae_lab_bench_") as tmp:
+        for model in args.models:
+            framework, plain, startup, rss = [], [], [], []
+            for _ in range(args.repeats):  # alternate, so drifts in machine speed hit both
+                f = framework_run(model, args.epochs, Path(tmp))
+                framework += f["train_s_per_epoch"][1:]
+                startup.append(f["startup_s"])
+                rss.append(f["peak_rss_mb"])
+                plain += plain_run(model, args.epochs)["train_s_per_epoch"][1:]
+            steps, f_s, p_s = (
+                f["steps_per_epoch"],
+                statistics.median(framework),
+                statistics.median(plain),
+            )
+            images = steps * 128
+            results[model] = {
+                "framework_s_per_epoch": round(f_s, 3),
+                "plain_s_per_epoch": round(p_s, 3),
+                "ratio": round(f_s / p_s, 3),
+                "framework_images_per_s": round(images / f_s),
+                "plain_images_per_s": round(images / p_s),
+                "startup_s": round(statistics.median(startup), 2),
+                "lightning_import_s": round(import_s, 2),
+                "startup_over_import_s": round(statistics.median(startup) - import_s, 2),
+                "peak_rss_mb": round(max(rss)),
+                "steps_per_epoch": steps,
+                "epochs_timed": len(framework),
+            }
+    results["machine"] = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "bench_process_peak_rss_mb": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    header = f"{'model':6} {'framework s/ep':>14} {'plain s/ep':>10} {'ratio':>6} {'img/s':>7} {'startup s':>9} {'+import s':>9} {'peak MB':>7}"
+    print(header)
+    for model in args.models:
+        r = results[model]
+        print(
+            f"{model:6} {r['framework_s_per_epoch']:>14.2f} {r['plain_s_per_epoch']:>10.2f} "
+            f"{r['ratio']:>6.3f} {r['framework_images_per_s']:>7} {r['startup_s']:>9.2f} "
+            f"{r['startup_over_import_s']:>9.2f} {r['peak_rss_mb']:>7}"
+        )
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Wall-clock timing of training, written to `<run dir>/timing.json` (used by `make bench`)."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+
+class EpochTimer(L.Callback):
+    """Seconds of training per epoch (first batch start to last batch end: validation,
+    checkpointing and image callbacks excluded), the wall time of the first step, and the
+    process's peak resident memory."""
+
+    def __init__(self) -> None:
+        self.epoch_start = 0.0
+        self.last_batch_end = 0.0
+        self.first_step_at: float | None = None
+        self.train_s: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epoch_start = time.time()
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.last_batch_end = time.time()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.train_s.append(self.last_batch_end - self.epoch_start)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        payload = {
+            "train_s_per_epoch": self.train_s,
+            "first_step_unix_time": self.first_step_at,
+            "peak_rss_mb": peak_kb / 1024,
+            "steps_per_epoch": trainer.num_training_batches,
+        }
+        Path(trainer.default_root_dir, "timing.json").write_text(json.dumps(payload, indent=2))
