@@ -121,7 +121,8 @@ class VAE(L.LightningModule):
         trainer = self._trainer
         if trainer is None:
             return True
-        return (self.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
+        every = trainer.log_every_n_steps  # type: ignore[attr-defined]
+        return (self.global_step + 1) % every == 0 or trainer.should_stop
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._common_step(batch, "train")
