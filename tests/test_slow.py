@@ -13,7 +13,9 @@ from vae_lab.train import train
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not files._find_in(files.SYSTEM_DIR), reason="real Fashion-MNIST not installed"),
+    pytest.mark.skipif(
+        not files._find_in(files.SYSTEM_DIR), reason="real Fashion-MNIST not installed"
+    ),
 ]
 
 
