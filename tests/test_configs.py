@@ -61,10 +61,9 @@ def test_logger_and_callback_options_build(compose_cfg: ComposeFn, group: str) -
 
 @pytest.mark.parametrize("option", _options("debug"))
 def test_debug_options_compose(compose_cfg: ComposeFn, option: str) -> None:
-    cfg = compose_cfg(f"debug={option}")
-    assert (
-        cfg.trainer.fast_dev_run or cfg.trainer.limit_train_batches or cfg.trainer.overfit_batches
-    )
+    cfg = compose_cfg(f"debug={option}", tiny=False)
+    expected = {"fdr": "fast_dev_run", "limit": "limit_train_batches", "overfit": "overfit_batches"}
+    assert cfg.trainer[expected[option]]
 
 
 def test_article_experiment_is_the_articles_setting(compose_cfg: ComposeFn) -> None:

@@ -117,3 +117,39 @@ def test_real_fashion_mnist_reads_whole() -> None:
     assert len(dm.splits["train"][0]) + len(dm.splits["val"][0]) == 60_000
     assert len(dm.splits["test"][0]) == 10_000
     assert torch.bincount(dm.splits["test"][1]).tolist() == [1000] * 10
+
+
+def test_download_fills_the_cache_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "SYSTEM_DIR", tmp_path / "no-system-package")
+    fetched: list[Path] = []
+
+    def fake_download(cache_dir: Path) -> None:  # stands in for torchvision's network fetch
+        fetched.append(cache_dir)
+        write_fashion_mnist(cache_dir / "FashionMNIST" / "raw", n_train=20, n_test=10)
+
+    monkeypatch.setattr(files, "_download", fake_download)
+    with pytest.raises(UserError, match="not found"):
+        files.locate(None, str(tmp_path / "cache"), download=False)
+    dm = FashionMNISTDataModule(cache_dir=str(tmp_path / "cache"), download=True, val_size=5)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert fetched == [tmp_path / "cache"] and len(dm.splits["test"][0]) == 10
+
+
+def test_dynamic_binarization_draws_fresh_training_pixels(tiny_data: Path) -> None:
+    class FakeModule:
+        dtype = torch.float32
+
+    class FakeTrainer:  # only what on_after_batch_transfer reads
+        training = True
+        lightning_module = FakeModule()
+
+    dm = _module(tiny_data, binarize="dynamic")
+    raw = next(iter(dm.val_dataloader()))
+    dm.trainer = FakeTrainer()  # type: ignore[assignment]
+    raw = Batch(torch.full_like(raw.images, 128), raw.labels)  # every pixel p = 0.5
+    first, second = dm.on_after_batch_transfer(raw, 0), dm.on_after_batch_transfer(raw, 0)
+    assert set(first.images.unique().tolist()) == {0.0, 1.0}
+    assert not torch.equal(first.images, second.images)

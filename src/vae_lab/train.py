@@ -69,13 +69,15 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
-def discard_if_unused(run_dir: Path) -> None:
-    """Remove a single run's directory when it failed before writing anything of its own
-    (only Hydra's .hydra/ and log, our config.yaml): a typo should leave no clutter."""
+def discard_if_unused() -> None:
+    """Remove the directory Hydra made for a single run when the run failed before writing
+    anything of its own (only .hydra/, the log, config.yaml): a typo leaves no clutter."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    if HydraConfig.get().mode != RunMode.RUN or not run_dir.is_dir():
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode != RunMode.RUN or not run_dir.is_dir():
         return  # a sweep keeps failed jobs' directories, so a report can show them
     if {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log", "config.yaml"}:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -93,6 +95,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ProgressBar
+    from lightning.pytorch.utilities import rank_zero_only
 
     from vae_lab.models.build import build_vae
     from vae_lab.outputs import all_finite, log_final_hparams, stage_metrics, write_json_atomic
@@ -100,13 +103,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
-    OmegaConf.save(config, run_dir / "config.yaml")
+    if getattr(rank_zero_only, "rank", 0) == 0:  # under DDP every rank runs this function
+        OmegaConf.save(config, run_dir / "config.yaml")
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     try:
         datamodule = instantiate(cfg.data)
+        datamodule.prepare_data()  # finds the files, or downloads them if data.download=true
         datamodule.load()
         model = build_vae(cfg, datamodule.input_shape)
+        model.configure_optimizers()  # a bad optimizer/scheduler setting fails here, not mid-fit
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
         if cfg.trainer.enable_progress_bar is False:  # else Lightning refuses the bar callback
@@ -114,6 +120,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     except InstantiationException as e:
         raise UserError(f"could not build the run from its config: {e}") from e
+    except (ValueError, TypeError) as e:  # torch.optim's checks of its arguments
+        raise UserError(f"optimizer or scheduler config rejected: {e}") from e
     # Kept in every checkpoint, so a checkpoint can rebuild its own model.
     model.hparams.update(config=config, input_shape=list(datamodule.input_shape))
 
@@ -154,7 +162,7 @@ def main(cfg: DictConfig) -> float:
     try:
         summary = train(cfg)
     except UserError as e:
-        discard_if_unused(Path(cfg.paths.output_dir))
+        discard_if_unused()
         report_and_exit(e)
     return float(summary["test"].get("elbo", float("nan")))
 

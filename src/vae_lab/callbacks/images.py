@@ -40,9 +40,11 @@ class ImageGrids(L.Callback):
         if not fitting or trainer.sanity_checking or not trainer.is_global_zero:
             return
         assert isinstance(pl_module, VAE) and self.inputs is not None and self.noise is not None
-        x = self.inputs.to(pl_module.device)
+        dtype = next(pl_module.parameters()).dtype  # bf16 or 64-bit precision too
+        x = self.inputs.to(pl_module.device, dtype)
         recon = pl_module.reconstruct(x).clamp(0, 1)
-        samples = pl_module.decode(self.noise.to(pl_module.device)).clamp(0, 1)
+        samples = pl_module.decode(self.noise.to(pl_module.device, dtype)).clamp(0, 1)
+        x, recon, samples = x.float(), recon.float(), samples.float()  # PNG writers want float32
         grids = {
             # row 1: inputs, row 2: their reconstructions
             "reconstructions": make_grid(torch.cat([x, recon]), nrow=len(x), pad_value=1.0),

@@ -22,8 +22,9 @@ class IndexBatches:
 
     Shuffling draws a fresh permutation every pass, seeded by (seed, pass number), so a run
     is reproducible. Under data parallelism each of `world_size` ranks takes every
-    `world_size`-th index of the same permutation (truncated to equal length, as
-    `DistributedSampler(drop_last=True)` does), so ranks never see the same image twice.
+    `world_size`-th index of the same order, so ranks never see the same image twice; a
+    shuffled (training) order is first truncated to equal shards, an evaluation order is
+    not, so validation and test cover every image (the epoch-end mean is weighted by count).
     """
 
     def __init__(
@@ -45,7 +46,9 @@ class IndexBatches:
         self.rank, self.world_size = rank, world_size
 
     def _per_rank(self) -> int:
-        return len(self.images) // self.world_size
+        if self.shuffle:  # training: equal shards, so every rank takes the same step count
+            return len(self.images) // self.world_size
+        return -(-(len(self.images) - self.rank) // self.world_size)  # evaluation: every image
 
     def __len__(self) -> int:
         return -(-self._per_rank() // self.batch_size)  # ceil: the last batch may be short
@@ -58,7 +61,9 @@ class IndexBatches:
             self.epoch += 1
         else:
             order = torch.arange(n)
-        order = order[: self._per_rank() * self.world_size][self.rank :: self.world_size]
+        if self.shuffle:
+            order = order[: self._per_rank() * self.world_size]
+        order = order[self.rank :: self.world_size]
         order = order.to(self.images.device)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]

@@ -144,8 +144,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
         return self._batches("test", train=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Batch:
-        images = batch.images.float().div_(255.0)  # uint8 -> [0, 1], on the device
         trainer = self.trainer
+        # uint8 -> [0, 1] on the device, in the model's dtype (bf16/64-bit precision too)
+        dtype = trainer.lightning_module.dtype if trainer is not None else torch.float32
+        images = batch.images.to(dtype).div_(255.0)
         if self.binarize == "dynamic" and trainer is not None and trainer.training:
             images = torch.bernoulli(images)
         return Batch(images, batch.labels)

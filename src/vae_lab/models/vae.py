@@ -122,6 +122,8 @@ class VAE(L.LightningModule):
         if trainer is None:
             return True
         every = trainer.log_every_n_steps  # type: ignore[attr-defined]
+        if not every:  # 0: Lightning never writes step metrics
+            return trainer.should_stop
         return (self.global_step + 1) % every == 0 or trainer.should_stop
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
