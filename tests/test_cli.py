@@ -34,6 +34,16 @@ def _tiny(tiny_data: Path, out: Path, *extra: str) -> list[str]:
     return [*tiny_overrides(tiny_data, out), *extra]
 
 
+def _one_short_epoch(tiny_data: Path, batches: int) -> list[str]:
+    """Tiny data and one short epoch, keeping Hydra's own output directories."""
+    return [
+        f"data.root={tiny_data}",
+        "data.val_size=50",
+        "trainer.max_epochs=1",
+        f"trainer.limit_train_batches={batches}",
+    ]
+
+
 def _assert_user_error(result: subprocess.CompletedProcess[str], message: str, code: int) -> None:
     assert result.returncode == code, result.stderr
     assert message in result.stderr, result.stderr
@@ -91,12 +101,7 @@ def test_gpu_asked_for_without_one(tmp_path: Path, tiny_data: Path) -> None:
 
 
 def test_a_whole_run_from_the_command_line(tmp_path: Path, tiny_data: Path) -> None:
-    args = [
-        f"data.root={tiny_data}",
-        "data.val_size=50",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=3",
-    ]
+    args = _one_short_epoch(tiny_data, batches=3)
     result = run_cli(["model=conv", "latent_dim=4", *args], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (run_dir,) = (tmp_path / "outputs" / "runs").glob("*/*")
@@ -110,12 +115,7 @@ def test_a_whole_run_from_the_command_line(tmp_path: Path, tiny_data: Path) -> N
 
 
 def test_multirun_gives_each_job_its_own_directory(tmp_path: Path, tiny_data: Path) -> None:
-    args = [
-        f"data.root={tiny_data}",
-        "data.val_size=50",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-    ]
+    args = _one_short_epoch(tiny_data, batches=2)
     result = run_cli(["-m", "model=mlp,conv", "latent_dim=2", *args], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (sweep_dir,) = (tmp_path / "outputs" / "multirun").glob("*/*")
