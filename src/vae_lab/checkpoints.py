@@ -1,0 +1,83 @@
+"""Checkpoints of this project: find one, load it weights-only, rebuild its model.
+
+A checkpoint is data from somewhere else, so it is read with `torch.load(weights_only=True)`:
+tensors, numbers, strings and containers only. A file that carries pickled Python objects
+(which could run code when unpickled) is refused, never loaded.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vae_lab.errors import UserError
+from vae_lab.models.vae import VAE
+
+LAST = Path("checkpoints") / "last.ckpt"
+
+
+def resolve(path: str | Path) -> Path:
+    """The checkpoint file `path` names: a `.ckpt` file, or a run directory for its last one."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if (p / LAST).is_file():
+            return p / LAST
+        raise UserError(
+            f"{p} is a directory without {LAST}; pass a run directory that has checkpoints, "
+            "or the path of a .ckpt file"
+        )
+    if not p.is_file():
+        raise UserError(f"checkpoint {p} does not exist; pass the path of a .ckpt file")
+    return p
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint of this project, weights-only, on the CPU."""
+    p = resolve(path)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UserError(
+            f"refused to load {p}: it holds pickled Python objects, which could run code, "
+            "and only weights-only checkpoints are loaded; re-save it from a trusted source "
+            f"as plain tensors ({str(e).splitlines()[0]})"
+        ) from e
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        raise UserError(
+            f"{p} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from e
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in hparams:
+        raise UserError(
+            f"{p} is not a vae_lab checkpoint (it has no saved run config); pass a .ckpt "
+            "written by `python -m vae_lab.train`"
+        )
+    return cast(dict[str, Any], ckpt)
+
+
+def saved_config(ckpt: dict[str, Any]) -> DictConfig:
+    """The composed config the checkpoint's run was trained with."""
+    return cast(DictConfig, OmegaConf.create(ckpt["hyper_parameters"]["config"]))
+
+
+def build_model(ckpt: dict[str, Any]) -> VAE:
+    """The trained VAE: rebuilt from the checkpoint's own config, its weights loaded, eval mode."""
+    from hydra.errors import InstantiationException
+
+    from vae_lab.models.build import build_vae
+
+    cfg, hparams = saved_config(ckpt), ckpt["hyper_parameters"]
+    try:
+        model = build_vae(cfg, hparams["input_shape"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (InstantiationException, KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise UserError(
+            "the checkpoint does not fit the model its config describes (written by an "
+            f"incompatible version of vae_lab?): {str(e).splitlines()[0]}"
+        ) from e
+    return model.eval()
