@@ -16,11 +16,13 @@ from vae_lab.train import train
 
 STAGE_TAGS = {f"{stage}/{name}" for stage in ("val", "test") for name in ("elbo", "recon", "kl")}
 TRAIN_TAGS = {"train/elbo", "train/recon", "train/kl", "train/loss"}
-IMAGE_TAGS = {"val/reconstructions", "val/samples"}
+IMAGE_TAGS = {"val/reconstructions", "val/samples", "latent/traversals", "latent/interpolation"}
 
 
 def _events(run_dir: Path) -> EventAccumulator:
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    events = EventAccumulator(
+        str(run_dir), size_guidance={"scalars": 0, "images": 0, "histograms": 0}
+    )
     events.Reload()
     return events
 
@@ -35,8 +37,11 @@ def test_tiny_run_leaves_a_complete_run_directory(
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics == summary and metrics["status"] == "completed"
+    assert set(metrics["val"]) == {"elbo", "recon", "kl"}
+    # the test stage adds the importance-weighted bound, and bits/dim for a discrete likelihood
+    bpd = {"bpd"} if likelihood == "bernoulli" else set()
+    assert set(metrics["test"]) == {"elbo", "recon", "kl", "iw_nll"} | bpd
     for stage in ("val", "test"):
-        assert set(metrics[stage]) == {"elbo", "recon", "kl"}
         assert all(math.isfinite(v) for v in metrics[stage].values())
         terms = metrics[stage]
         assert terms["elbo"] == pytest.approx(-(terms["recon"] + terms["kl"]), rel=1e-4)
@@ -52,12 +57,20 @@ def test_tiny_run_leaves_a_complete_run_directory(
     tags = events.Tags()
     assert set(tags["scalars"]) >= STAGE_TAGS | TRAIN_TAGS
     assert set(tags["images"]) >= IMAGE_TAGS
+    assert {"test/iw_nll", "latent/active_units"} <= set(tags["scalars"])
+    assert "latent/kl_per_dim" in tags["histograms"]
+    assert not {"latent/manifold", "latent/posterior_means"} & set(tags["images"])  # 2-D only
     assert len(events.Images("val/samples")) == 2  # one grid per validation epoch
     assert {f"hp/test_{n}" for n in ("elbo", "recon", "kl")} <= set(tags["scalars"])
     hparams_tags = events.PluginTagToContent("hparams")
     assert b"hp/test_elbo" in b"".join(hparams_tags.values())  # the metric the hparams tab shows
     for name in ("reconstructions", "samples"):
         assert (run_dir / "images" / f"{name}.png").is_file()
+    # the embedding projector: its config, and the means, labels and sprites it points to
+    projector = (run_dir / "projector_config.pbtxt").read_text()
+    for name in ("tensors.tsv", "metadata.tsv", "sprite.png"):
+        assert len(list(run_dir.glob(f"*/test_posterior_mean/{name}"))) == 1, name
+    assert "test_posterior_mean" in projector
 
 
 def test_checkpoint_loads_weights_only_and_holds_its_config(
@@ -119,3 +132,14 @@ def test_bad_optimizer_setting_fails_before_training(
     with pytest.raises(UserError, match="weight_decay"):
         train(compose_cfg("optimizer.weight_decay=-1"))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_two_dimensional_latent_space_gets_its_manifold_and_scatter(
+    compose_cfg: ComposeFn, tmp_path: Path
+) -> None:
+    train(compose_cfg("latent_dim=2", "trainer.max_epochs=1"))
+    events = _events(tmp_path / "run")
+    images = {t: events.Images(t) for t in ("latent/manifold", "latent/posterior_means")}
+    manifold = images["latent/manifold"][-1]
+    assert (manifold.width, manifold.height) == (20 * 30 + 2, 20 * 30 + 2)  # 20x20 tiles
+    assert len(images["latent/posterior_means"]) == 1  # the scatter, once per epoch

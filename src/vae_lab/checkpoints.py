@@ -8,6 +8,7 @@ tensors, numbers, strings and containers only. A file that carries pickled Pytho
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,6 +19,8 @@ from vae_lab.errors import UserError
 from vae_lab.models.vae import VAE
 
 LAST = Path("checkpoints") / "last.ckpt"
+# How torch's weights-only unpickler names a callable it refused to import.
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)|(\S+) was not an allowed global")
 
 
 def resolve(path: str | Path) -> Path:
@@ -41,10 +44,16 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        unsafe = _UNSAFE_GLOBAL.search(str(e))
+        if unsafe is None:  # not a pickle torch can read at all
+            raise UserError(
+                f"{p} is not a readable PyTorch checkpoint (truncated or corrupt?)"
+            ) from e
         raise UserError(
-            f"refused to load {p}: it holds pickled Python objects, which could run code, "
-            "and only weights-only checkpoints are loaded; re-save it from a trusted source "
-            f"as plain tensors ({str(e).splitlines()[0]})"
+            f"refused to load {p}: it holds pickled Python objects "
+            f"({unsafe.group(1) or unsafe.group(2)}), which "
+            "could run code when loaded; only weights-only checkpoints are read. Re-save it "
+            "as tensors from a source you trust"
         ) from e
     except (OSError, RuntimeError, EOFError, ValueError) as e:
         raise UserError(

@@ -107,6 +107,14 @@ class RuntimeConfig:
 
 
 @dataclass
+class EvalConfig:
+    """The importance-weighted bound the test stage logs (`vae_lab.evaluate` reads it too)."""
+
+    k: int = 100
+    decode_batch: int = 20_000
+
+
+@dataclass
 class TrainConfig:
     latent_dim: int = 16
     seed: int = 42
@@ -121,6 +129,7 @@ class TrainConfig:
     callbacks: Any = None
     paths: PathsConfig = field(default_factory=PathsConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def register_schemas() -> None:
@@ -130,6 +139,19 @@ def register_schemas() -> None:
 def _positive(value: Any, name: str, example: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise UserError(f"{name} must be a positive number, got {value!r}; for example {example}")
+
+
+def check_eval(eval_cfg: DictConfig, min_k: int = 0) -> None:
+    """`eval.k` (samples of the importance-weighted bound) and its memory cap."""
+    k = eval_cfg.k
+    if isinstance(k, bool) or not isinstance(k, int) or k < min_k:
+        lowest = "a positive integer" if min_k > 0 else "an integer >= 0 (0 turns it off)"
+        raise UserError(f"eval.k must be {lowest}, got {k!r}; for example eval.k=5000")
+    if isinstance(eval_cfg.decode_batch, bool) or not eval_cfg.decode_batch > 0:
+        raise UserError(
+            f"eval.decode_batch must be a positive integer, got {eval_cfg.decode_batch!r}; "
+            "for example eval.decode_batch=20000"
+        )
 
 
 def validate(cfg: DictConfig) -> None:
@@ -157,6 +179,7 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(
             f"data.binarize must be one of {', '.join(BINARIZE_CHOICES)}, got {data.binarize!r}"
         )
+    check_eval(cfg.eval)
     threads = cfg.runtime.num_threads
     if threads is not None and threads < 1:
         raise UserError(f"runtime.num_threads must be a positive integer or null, got {threads}")

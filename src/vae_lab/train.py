@@ -79,7 +79,11 @@ def discard_if_unused() -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.RUN or not run_dir.is_dir():
         return  # a sweep keeps failed jobs' directories, so a report can show them
-    if {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log", "config.yaml"}:
+    if {p.name for p in run_dir.iterdir()} <= {
+        ".hydra",
+        f"{hydra_cfg.job.name}.log",
+        "config.yaml",
+    }:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

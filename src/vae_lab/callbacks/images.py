@@ -8,8 +8,9 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import save_image
 
+from vae_lab.evaluation import pictures
 from vae_lab.models.vae import VAE
 
 
@@ -40,15 +41,10 @@ class ImageGrids(L.Callback):
         if not fitting or trainer.sanity_checking or not trainer.is_global_zero:
             return
         assert isinstance(pl_module, VAE) and self.inputs is not None and self.noise is not None
-        dtype = next(pl_module.parameters()).dtype  # bf16 or 64-bit precision too
-        x = self.inputs.to(pl_module.device, dtype)
-        recon = pl_module.reconstruct(x).clamp(0, 1)
-        samples = pl_module.decode(self.noise.to(pl_module.device, dtype)).clamp(0, 1)
-        x, recon, samples = x.float(), recon.float(), samples.float()  # PNG writers want float32
         grids = {
             # row 1: inputs, row 2: their reconstructions
-            "reconstructions": make_grid(torch.cat([x, recon]), nrow=len(x), pad_value=1.0),
-            "samples": make_grid(samples, nrow=8, pad_value=1.0),
+            "reconstructions": pictures.reconstructions(pl_module, self.inputs),
+            "samples": pictures.prior_samples(pl_module, self.noise),
         }
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):

@@ -25,4 +25,6 @@ def build_vae(cfg: DictConfig, input_shape: Sequence[int]) -> VAE:
         optimizer=instantiate(cfg.optimizer, _convert_="all"),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         beta=cfg.beta,
+        iw_samples=cfg.eval.k,
+        iw_decode_batch=cfg.eval.decode_batch,
     )

@@ -41,4 +41,9 @@ class DiagonalGaussian:
 
         Kingma & Welling 2014, Appendix B: -KL = 1/2 sum_d (1 + log s_d^2 - m_d^2 - s_d^2).
         """
-        return 0.5 * (self.mean**2 + self.log_var.exp() - 1.0 - self.log_var).sum(-1)
+        return self.kl_per_dim().sum(-1)
+
+    def kl_per_dim(self) -> torch.Tensor:
+        """The terms of that sum, one per latent dim, shape (B, D): a dim whose KL stays
+        near 0 for every x carries no information (posterior collapse)."""
+        return 0.5 * (self.mean**2 + self.log_var.exp() - 1.0 - self.log_var)

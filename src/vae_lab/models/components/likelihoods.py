@@ -16,12 +16,20 @@ from torch import nn
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
+def bits_per_dim(nll: torch.Tensor, dims: int) -> torch.Tensor:
+    """Nats per image -> bits per pixel: nll / (dims * ln 2). Meaningful for discrete data
+    only (a density's -log p of continuous pixels is not a code length)."""
+    return nll / (dims * math.log(2))
+
+
 def _sum_pixels(values: torch.Tensor) -> torch.Tensor:
     return values.flatten(-3).sum(-1)  # (..., C, H, W) -> (...)
 
 
 class Likelihood(nn.Module, ABC):
     """log p(x|z) from decoder output, and the image it stands for."""
+
+    discrete: bool = False  # a probability mass (so -log p is a code length), not a density
 
     @abstractmethod
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -42,6 +50,8 @@ class Bernoulli(Likelihood):
     Exact for binarized data. On continuous x in [0, 1] it is the usual cross-entropy
     surrogate, not a normalized density (Loaiza-Ganem & Cunningham 2019).
     """
+
+    discrete = True
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         target = x.expand_as(params)

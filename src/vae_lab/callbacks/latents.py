@@ -1,0 +1,138 @@
+"""Pictures of the latent space in TensorBoard: traversals, interpolation, KL per dim, and
+(for a 2-D latent space) the decoded manifold and the test set's posterior means.
+
+All of it runs after validation epochs, off the training step, on rank zero only, and
+writes only to TensorBoard loggers.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
+from matplotlib.figure import Figure
+from torch.utils.tensorboard import SummaryWriter
+
+from vae_lab.data.fashion_mnist import CLASS_NAMES
+from vae_lab.evaluation import pictures
+from vae_lab.evaluation.metrics import active_units
+from vae_lab.models.vae import VAE
+
+
+def tensorboard_writers(trainer: L.Trainer) -> list[SummaryWriter]:
+    return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+
+
+def _draws_pictures(trainer: L.Trainer) -> bool:
+    """True after a validation epoch inside fit (not the sanity check, not a final
+    trainer.validate()), on rank zero, with a TensorBoard logger to draw to."""
+    fitting = trainer.state.fn == TrainerFn.FITTING
+    return (
+        fitting
+        and not trainer.sanity_checking
+        and trainer.is_global_zero
+        and bool(tensorboard_writers(trainer))
+    )
+
+
+class LatentPictures(L.Callback):
+    """After each validation epoch, logs under `latent/`:
+
+    - `traversals`: one row per latent dim (the first `max_dims`), sweeping z_d over
+      [-span, span] from the posterior mean of a fixed test image;
+    - `interpolation`: between the posterior means of two fixed test images;
+    - `kl_per_dim` (histogram) and `active_units` (scalar), over `n_stats` test images;
+    - with latent_dim = 2, `manifold` (decodes over a grid of Gaussian quantiles) and
+      `posterior_means` (a scatter of the test images' E_q[z|x], coloured by class).
+    """
+
+    def __init__(
+        self,
+        span: float = 3.0,
+        steps: int = 9,
+        max_dims: int = 16,
+        interpolation_steps: int = 10,
+        n_stats: int = 2000,
+    ) -> None:
+        self.span, self.steps, self.max_dims = span, steps, max_dims
+        self.interpolation_steps, self.n_stats = interpolation_steps, n_stats
+        self.images: torch.Tensor | None = None  # uint8 test images, (n_stats, C, H, W)
+        self.labels: torch.Tensor | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        images, labels = trainer.datamodule.splits["test"]  # type: ignore[attr-defined]
+        self.images, self.labels = images[: self.n_stats], labels[: self.n_stats]
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not _draws_pictures(trainer):
+            return
+        assert isinstance(pl_module, VAE) and self.images is not None and self.labels is not None
+        step = trainer.global_step
+        posterior = pictures.encode(pl_module, self.images)
+        means = posterior.mean  # (N, D)
+        x = self.images[:2].float() / 255.0
+        dims = list(range(min(self.max_dims, means.shape[1])))
+        images = {
+            "latent/traversals": pictures.traversals(
+                pl_module, means[0], dims, self.span, self.steps
+            ),
+            "latent/interpolation": pictures.interpolation(
+                pl_module, x[0], x[1], self.interpolation_steps
+            ),
+        }
+        if means.shape[1] == 2:
+            images["latent/manifold"] = pictures.manifold_2d(pl_module)
+        kl_per_dim = posterior.kl_per_dim().mean(dim=0).float().cpu()  # (D,)
+        n_active, _ = active_units(means)
+        for writer in tensorboard_writers(trainer):
+            for tag, grid in images.items():
+                writer.add_image(tag, grid, step)
+            writer.add_histogram("latent/kl_per_dim", kl_per_dim, step)
+            writer.add_scalar("latent/active_units", n_active, step)
+            if means.shape[1] == 2:
+                writer.add_figure("latent/posterior_means", self._scatter(means), step)
+
+    def _scatter(self, means: torch.Tensor) -> Figure:
+
+        assert self.labels is not None
+        points, labels = means.float().cpu().numpy(), self.labels.cpu().numpy()
+        figure = Figure(figsize=(6, 5), dpi=100)
+        ax = figure.add_subplot()
+        for c, name in enumerate(CLASS_NAMES):
+            chosen = labels == c
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=3, label=name)
+        ax.set(xlabel="E[z_1 | x]", ylabel="E[z_2 | x]", title="test posterior means")
+        ax.legend(markerscale=4, fontsize=7, loc="upper right")
+        figure.tight_layout()
+        return figure
+
+
+class EmbeddingProjector(L.Callback):
+    """At the end of training, hands the test set's posterior means to TensorBoard's
+    embedding projector, labelled with the class names and shown as their images (sprites).
+
+    `n`: how many test images (null: all 10k); the projector's PCA/t-SNE/UMAP views then
+    show whether classes separate in z.
+    """
+
+    def __init__(self, n: int | None = None) -> None:
+        self.n = n
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writers = tensorboard_writers(trainer)
+        if not trainer.is_global_zero or not writers:
+            return
+        assert isinstance(pl_module, VAE)
+        images, labels = trainer.datamodule.splits["test"]  # type: ignore[attr-defined]
+        images, labels = images[: self.n], labels[: self.n]
+        means = pictures.encode(pl_module, images).mean.float().cpu()
+        names = [CLASS_NAMES[i] if i < len(CLASS_NAMES) else str(i) for i in labels.tolist()]
+        for writer in writers:
+            writer.add_embedding(
+                means,
+                metadata=names,
+                label_img=images.float().cpu() / 255.0,
+                global_step=trainer.global_step,
+                tag="test_posterior_mean",
+            )

@@ -1,0 +1,96 @@
+"""Test-set numbers a paper would print: ELBO, the importance-weighted NLL, active units.
+
+Units as everywhere in vae_lab: nats per image, summed over pixels and latent dims and
+averaged over images; bits per dim only where the likelihood is discrete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from vae_lab.data.batches import Batch
+from vae_lab.models.components.likelihoods import bits_per_dim
+from vae_lab.models.vae import VAE
+
+ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016, Sec. 5.2
+
+
+def active_units(
+    means: torch.Tensor, threshold: float = ACTIVE_THRESHOLD
+) -> tuple[int, torch.Tensor]:
+    """Dims d whose posterior mean E_q[z_d|x] varies over the data: Var_x(E_q[z_d]) > threshold.
+
+    `means` is (N, D), one posterior mean per image. A dim below the threshold encodes
+    the same thing for every image, i.e. nothing (Burda et al. 2016, Sec. 5.2). Returns the
+    count and the D variances.
+    """
+    variances = means.double().var(dim=0, correction=0)
+    return int((variances > threshold).sum()), variances.float()
+
+
+@dataclass
+class SplitMetrics:
+    """One split's figures; the per-dim lists have one entry per latent dim."""
+
+    images: int
+    k: int
+    elbo: float
+    recon: float
+    kl: float
+    iw_nll: float  # -L_k, an upper bound on -log p(x); -ELBO at k = 1
+    bpd: float | None  # iw_nll in bits per pixel; None for a density over continuous pixels
+    active_units: int
+    kl_per_dim: list[float]
+    mean_variance_per_dim: list[float]  # Var_x(E_q[z_d]), what active units threshold
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def evaluate(
+    model: VAE,
+    batches: Iterable[Batch],
+    k: int,
+    decode_batch: int = 20_000,
+    device: torch.device | str = "cpu",
+) -> SplitMetrics:
+    """Every figure above over all the batches; images arrive as uint8 and become [0, 1] here.
+
+    Batches are weighted by their size, so a short last batch counts for what it holds.
+    """
+    model = model.to(device).eval()
+    dtype = next(model.parameters()).dtype
+    totals = torch.zeros(4, dtype=torch.float64)  # elbo, recon, kl, iw log-likelihood
+    kl_dims: torch.Tensor | None = None
+    means, count, dims = [], 0, 0
+    for batch in batches:
+        x = batch.images.to(device=device, dtype=dtype).div_(255.0)
+        posterior = model.encoder(x)
+        terms = model.elbo_terms(x)
+        iw = model.iw_log_likelihood(x, k, decode_batch)
+        stacked = torch.stack([terms.elbo, terms.recon, terms.kl, iw]).double()  # (4, B)
+        totals += stacked.sum(dim=1).cpu()
+        per_dim = posterior.kl_per_dim().double().sum(dim=0).cpu()
+        kl_dims = per_dim if kl_dims is None else kl_dims + per_dim
+        means.append(posterior.mean.float().cpu())
+        count, dims = count + len(x), x[0].numel()
+    if count == 0 or kl_dims is None:
+        raise ValueError("no images to evaluate")
+    elbo, recon, kl, iw_ll = (totals / count).tolist()
+    n_active, variances = active_units(torch.cat(means))
+    return SplitMetrics(
+        images=count,
+        k=k,
+        elbo=elbo,
+        recon=recon,
+        kl=kl,
+        iw_nll=-iw_ll,
+        bpd=float(bits_per_dim(torch.tensor(-iw_ll), dims)) if model.likelihood.discrete else None,
+        active_units=n_active,
+        kl_per_dim=(kl_dims / count).float().tolist(),
+        mean_variance_per_dim=variances.tolist(),
+    )

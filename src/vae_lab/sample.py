@@ -1,0 +1,103 @@
+"""`python -m vae_lab.sample`: PNG grids of what a trained checkpoint generates.
+
+    python -m vae_lab.sample ckpt_path=outputs/runs/<date>/<time> sample.n=64 sample.out=samples.png
+
+Writes, for `sample.out=<dir>/<stem>.png`:
+
+- `<stem>.png`: n draws z ~ p(z), shown as the likelihood's mean E[x|z];
+- `<stem>_pixels.png` (with `sample.pixels=true`): x ~ p(x|z) itself;
+- `<stem>_reconstructions.png`: test images (row 1) and their reconstructions (row 2);
+- `<stem>_interpolation.png`: between the posterior means of two test images;
+- `<stem>_traversals.png`: one row per latent dim, swept over [-span, span];
+- `<stem>_manifold.png` for a 2-D latent space: decodes over a grid of Gaussian quantiles.
+
+The same seed gives the same files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from vae_lab.errors import UserError, report_and_exit
+from vae_lab.train import CONFIG_DIR, discard_if_unused
+
+
+def _check(cfg: DictConfig) -> None:
+    s = cfg.sample
+    for key in ("n", "nrow", "n_reconstructions", "interpolation_steps", "steps"):
+        value = s[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"sample.{key} must be a positive integer, got {value!r}")
+    if not str(s.out).lower().endswith(".png"):
+        raise UserError(f"sample.out must name a .png file, got {s.out!r}")
+
+
+def run(cfg: DictConfig) -> list[Path]:
+    """Write the grids `cfg.sample` asks for; return their paths."""
+    import torch
+    from torchvision.utils import save_image
+
+    from vae_lab.evaluation import pictures
+    from vae_lab.evaluation.trained import load_trained, split_data
+
+    _check(cfg)
+    s = cfg.sample
+    trained = load_trained(cfg)
+    model, latent_dim = trained.model, trained.model.prior.latent_dim
+    images, _ = split_data(trained, cfg, "test")
+    picked = [*s.interpolation, s.traversal_image]
+    if any(not 0 <= int(i) < len(images) for i in picked) or len(s.interpolation) != 2:
+        raise UserError(
+            f"sample.interpolation (two indices) and sample.traversal_image must be test "
+            f"image indices in [0, {len(images)}), got {list(s.interpolation)} and "
+            f"{s.traversal_image}"
+        )
+    dims = list(range(latent_dim)) if s.traversal_dims is None else list(s.traversal_dims)
+    if not dims or any(not 0 <= int(d) < latent_dim for d in dims):
+        raise UserError(f"sample.traversal_dims must be dims in [0, {latent_dim}), got {dims}")
+
+    generator = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # pixel draws of `sample.pixels`
+    z = torch.randn(s.n, latent_dim, generator=generator)
+    x = images.float() / 255.0
+    a, b = (int(i) for i in s.interpolation)
+    z0 = pictures.encode(model, images[s.traversal_image : s.traversal_image + 1]).mean[0]
+    grids = {
+        "": pictures.prior_samples(model, z, nrow=s.nrow),
+        "_reconstructions": pictures.reconstructions(model, x[: s.n_reconstructions]),
+        "_interpolation": pictures.interpolation(model, x[a], x[b], s.interpolation_steps),
+        "_traversals": pictures.traversals(model, z0, dims, s.span, s.steps),
+    }
+    if s.pixels:
+        grids["_pixels"] = pictures.prior_samples(model, z, pixels=True, nrow=s.nrow)
+    if latent_dim == 2:
+        grids["_manifold"] = pictures.manifold_2d(model)
+
+    out = Path(s.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the directory of sample.out={out}: {e}") from e
+    written = []
+    for suffix, grid in grids.items():
+        path = out.with_name(f"{out.stem}{suffix}.png")
+        save_image(grid, path)
+        written.append(path)
+        print(f"Wrote {path} ({grid.shape[2]}x{grid.shape[1]})")
+    return written
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
+def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except UserError as e:
+        discard_if_unused()
+        report_and_exit(e)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The importance-weighted bound and the latent statistics, against answers known exactly.
+
+A linear-Gaussian model has everything in closed form: with p(z) = N(0, I) and
+p(x|z) = N(Wz + b, s^2 I), the evidence is p(x) = N(b, W W^T + s^2 I) and the posterior is
+N(S W^T (x - b) / s^2, S) with S = (I + W^T W / s^2)^-1, diagonal when W's columns are
+orthogonal. With q equal to that posterior every importance weight equals p(x), so L_k is
+log p(x) exactly for every k; with a worse q, L_1 <= L_k <= log p(x) and L_k -> log p(x).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from vae_lab.evaluation.metrics import active_units
+from vae_lab.models.components.gaussian import DiagonalGaussian
+from vae_lab.models.components.likelihoods import Gaussian, bits_per_dim
+from vae_lab.models.components.prior import StandardNormalPrior
+from vae_lab.models.vae import VAE
+
+SIGMA = 0.5
+W = torch.tensor([[1.0, 0.0], [0.0, 0.8], [1.0, 0.0], [0.0, -0.8]])  # orthogonal columns
+B = torch.tensor([0.1, -0.2, 0.3, 0.0])
+POSTERIOR_COV = torch.linalg.inv(torch.eye(2) + W.T @ W / SIGMA**2)  # diagonal
+
+
+class LinearDecoder(nn.Module):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (..., 2) -> (..., 1, 2, 2)
+        return (z @ W.T + B).unflatten(-1, (1, 2, 2))
+
+
+class ExactPosterior(nn.Module):
+    """The true posterior of the linear-Gaussian model, its mean moved by `shift`."""
+
+    def __init__(self, shift: float = 0.0) -> None:
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, x: torch.Tensor) -> DiagonalGaussian:
+        mean = (x.flatten(1) - B) @ W @ POSTERIOR_COV / SIGMA**2 + self.shift
+        return DiagonalGaussian(mean, POSTERIOR_COV.diagonal().log().expand_as(mean))
+
+
+def linear_gaussian_vae(shift: float = 0.0) -> VAE:
+    return VAE(
+        encoder=ExactPosterior(shift),
+        decoder=LinearDecoder(),
+        likelihood=Gaussian(sigma=SIGMA),
+        prior=StandardNormalPrior(2),
+        optimizer=torch.optim.Adam,
+    )
+
+
+def log_evidence(x: torch.Tensor) -> torch.Tensor:
+    cov = W @ W.T + SIGMA**2 * torch.eye(4)
+    return torch.distributions.MultivariateNormal(B, cov).log_prob(x.flatten(1))
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    torch.manual_seed(0)
+    z = torch.randn(64, 2)
+    return (z @ W.T + B + SIGMA * torch.randn(64, 4)).reshape(64, 1, 2, 2)
+
+
+@pytest.mark.parametrize("k", [1, 7, 100])
+def test_with_the_exact_posterior_every_k_gives_log_p_x(x: torch.Tensor, k: int) -> None:
+    bound = linear_gaussian_vae().iw_log_likelihood(x, k)
+    torch.testing.assert_close(bound, log_evidence(x), atol=1e-4, rtol=1e-5)
+
+
+def test_with_a_worse_posterior_the_bound_tightens_towards_log_p_x(x: torch.Tensor) -> None:
+    torch.manual_seed(1)
+    model, exact = linear_gaussian_vae(shift=0.3), log_evidence(x).mean()
+    repeated = x.repeat(200, 1, 1, 1)  # many draws per image, to average the noise away
+    elbo = model.elbo_terms(repeated).elbo.mean()
+    l_1 = model.iw_log_likelihood(repeated, 1)
+    bounds = {k: model.iw_log_likelihood(x, k).mean() for k in (10, 5000)}
+    # a bound in expectation: one estimate may pass log p(x) by its noise, ~0.003 here
+    assert elbo < bounds[10] < bounds[5000] < exact + 0.01
+    # L_1 is the ELBO up to Monte Carlo noise (its KL is sampled, the ELBO's exact)
+    assert l_1.mean() == pytest.approx(float(elbo), abs=4 * float(l_1.std()) / len(l_1) ** 0.5)
+    assert bounds[5000] == pytest.approx(float(exact), abs=0.02)
+
+
+def test_chunking_the_samples_changes_memory_not_the_estimate(x: torch.Tensor) -> None:
+    model = linear_gaussian_vae(shift=0.7)
+    torch.manual_seed(2)
+    whole = model.iw_log_likelihood(x, 300, decode_batch=300 * len(x))
+    torch.manual_seed(2)
+    chunked = model.iw_log_likelihood(x, 300, decode_batch=len(x))  # one sample per call
+    assert whole.shape == chunked.shape == (len(x),)
+    # other draws, same estimator: agreement within Monte Carlo noise
+    assert (whole - chunked).abs().mean() < 0.05
+
+
+def test_the_log_sum_exp_survives_tiny_weights() -> None:
+    model = linear_gaussian_vae(shift=0.7)
+    far = torch.full((4, 1, 2, 2), 40.0)  # log p(x) around -6000: e^-6000 underflows
+    bound = model.iw_log_likelihood(far, 50)
+    assert torch.isfinite(bound).all() and (bound < -1000).all()
+
+
+def test_active_units_count_the_dims_whose_mean_varies_over_the_data() -> None:
+    torch.manual_seed(0)
+    spread = torch.tensor([1.0, 0.5, 0.2, 0.05, 0.0])  # std of E[z_d|x] over the data
+    means = torch.randn(20_000, 5) * spread + torch.tensor([0.0, 3.0, -1.0, 2.0, 7.0])
+    count, variances = active_units(means)
+    assert count == 3  # variances 1, 0.25, 0.04 pass the 0.01 threshold; 0.0025 and 0 do not
+    torch.testing.assert_close(variances, spread**2, atol=2e-3, rtol=0.05)
+
+
+def test_kl_per_dim_is_the_closed_form_term_of_each_dim() -> None:
+    # KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - 1 - log s^2) / 2, by hand for each dim
+    q = DiagonalGaussian(torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([[0.0, 0.0, math.log(4)]]))
+    expected = torch.tensor([[0.0, 0.5, (4 + 4 - 1 - math.log(4)) / 2]])
+    torch.testing.assert_close(q.kl_per_dim(), expected)
+    torch.testing.assert_close(q.kl_to_standard_normal(), expected.sum(-1))
+
+
+def test_bits_per_dim_converts_nats_per_image() -> None:
+    # a code of one bit per pixel: 784 ln 2 nats for a 28x28 image
+    assert float(bits_per_dim(torch.tensor(784 * math.log(2)), 784)) == pytest.approx(1.0)

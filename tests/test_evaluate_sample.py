@@ -1,0 +1,210 @@
+"""`vae_lab.evaluate` and `vae_lab.sample` on a checkpoint written by a real tiny run."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import tiny_overrides
+from vae_lab import checkpoints, evaluate, sample
+from vae_lab.errors import UserError
+from vae_lab.train import CONFIG_DIR, train
+
+LATENT = 3
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained for 3 short epochs on the tiny data set, with its checkpoints."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    overrides = [*tiny_overrides(tiny_data, out), f"latent_dim={LATENT}", "trainer.max_epochs=3"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "callbacks=none"])
+    cfg.callbacks = {
+        "checkpoint": {
+            "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "dirpath": f"{out}/checkpoints",
+            "save_last": True,
+        }
+    }
+    train(cfg)
+    return out
+
+
+def _compose(name: str, *overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
+def _command(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", f"vae_lab.{module}", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_evaluate_prints_a_table_writes_json_and_logs_beside_the_run(
+    run_dir: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    result = _command(
+        "evaluate", [f"ckpt_path={run_dir}", "eval.k=20", f"data.root={tiny_data}"], tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "NLL, importance-weighted, k=20" in result.stdout
+    (out,) = tmp_path.glob("outputs/evaluate/*/*/metrics.json")
+    metrics = json.loads(out.read_text())
+    assert metrics["images"] == 100 and metrics["k"] == 20 and metrics["split"] == "test"
+    numbers = [metrics[key] for key in ("elbo", "recon", "kl", "iw_nll", "bpd")]
+    assert all(math.isfinite(v) for v in numbers + metrics["kl_per_dim"])
+    assert len(metrics["kl_per_dim"]) == len(metrics["mean_variance_per_dim"]) == LATENT
+    assert 0 <= metrics["active_units"] <= LATENT
+    assert metrics["kl"] == pytest.approx(sum(metrics["kl_per_dim"]), rel=1e-4)
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    tags = events.Tags()
+    assert {"evaluate/test_iw_nll_k20", "evaluate/test_elbo"} <= set(tags["scalars"])
+    assert "evaluate/test_kl_per_dim" in tags["histograms"]
+
+
+def test_on_a_trained_model_the_iw_bound_is_tighter_than_the_elbo(run_dir: Path) -> None:
+    model = checkpoints.build_model(checkpoints.load(run_dir))
+    torch.manual_seed(0)
+    x = torch.rand(200, 1, 28, 28).round()  # binary images: the likelihood is Bernoulli
+    repeated = x.repeat(20, 1, 1, 1)
+    with torch.no_grad():
+        elbo = model.elbo_terms(repeated).elbo
+    l_1 = model.iw_log_likelihood(repeated, 1)
+    l_50 = model.iw_log_likelihood(x, 50)
+    noise = 4 * float(l_1.std()) / len(l_1) ** 0.5
+    assert float(l_1.mean()) == pytest.approx(float(elbo.mean()), abs=noise)  # L_1 = ELBO
+    assert float(l_50.mean()) > float(elbo.mean()) - noise  # NLL_iw <= -ELBO
+
+
+def test_sample_writes_every_grid_at_the_size_asked(
+    run_dir: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "pictures" / "s.png"
+    args = [f"ckpt_path={run_dir}/checkpoints/last.ckpt", f"data.root={tiny_data}"]
+    args += [f"sample.out={out}", "sample.n=16", "sample.nrow=4", "sample.pixels=true"]
+    result = _command("sample", args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    tile = 28 + 2  # each image plus its white padding line
+    sizes = {
+        "s.png": (4 * tile + 2, 4 * tile + 2),
+        "s_pixels.png": (4 * tile + 2, 4 * tile + 2),
+        "s_reconstructions.png": (16 * tile + 2, 2 * tile + 2),
+        "s_interpolation.png": (12 * tile + 2, tile + 2),  # x_a, 10 steps, x_b
+        "s_traversals.png": (9 * tile + 2, LATENT * tile + 2),  # a row per latent dim
+    }
+    for name, size in sizes.items():
+        with Image.open(out.parent / name) as image:
+            assert image.size == size, name
+    assert not (out.parent / "s_manifold.png").exists()  # 2-D latent spaces only
+
+
+def test_sample_is_reproducible_with_a_seed(run_dir: Path, tiny_data: Path, tmp_path: Path) -> None:
+    def draw(name: str, seed: int) -> bytes:
+        out = tmp_path / f"{name}.png"
+        cfg = _compose(
+            "sample",
+            f"ckpt_path={run_dir}",
+            f"data.root={tiny_data}",
+            f"sample.out={out}",
+            f"seed={seed}",
+            "sample.pixels=true",
+        )
+        sample.run(cfg)
+        return (tmp_path / f"{name}_pixels.png").read_bytes()
+
+    assert draw("a", 1) == draw("b", 1)
+    assert draw("c", 2) != draw("a", 1)
+
+
+class Payload:
+    """Unpickling this creates a file: what a malicious checkpoint would do, harmlessly."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "payload-ran"
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt["extra"] = Payload(marker)
+    path = tmp_path / "evil.ckpt"
+    torch.save(ckpt, path)
+    cfg = _compose("evaluate", f"ckpt_path={path}")
+    with pytest.raises(UserError, match="pickled Python objects"):
+        evaluate.run(cfg)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the payload is live: unsafe loading runs it
+    assert marker.exists()
+
+
+def _bad_checkpoints(run_dir: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    good = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    truncated, garbage, foreign, incompatible = (
+        tmp_path / n for n in ("t.ckpt", "g.ckpt", "f.ckpt", "i.ckpt")
+    )
+    truncated.write_bytes(good[: len(good) // 2])
+    garbage.write_bytes(b"not a checkpoint at all")
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 1}, foreign)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt["hyper_parameters"]["config"]["model"]["decoder"]["latent_dim"] = LATENT + 1
+    torch.save(ckpt, incompatible)
+    return {
+        "missing": (tmp_path / "nowhere.ckpt", "does not exist"),
+        "directory": (tmp_path, "is a directory without"),
+        "truncated": (truncated, "not a readable PyTorch checkpoint"),
+        "garbage": (garbage, "not a readable PyTorch checkpoint"),
+        "foreign": (foreign, "not a vae_lab checkpoint"),
+        "incompatible": (incompatible, "does not fit the model"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "directory", "truncated", "garbage", "foreign", "incompatible"]
+)
+@pytest.mark.parametrize("command", ["evaluate", "sample"])
+def test_a_bad_checkpoint_is_one_clear_error(
+    run_dir: Path, tmp_path: Path, command: str, case: str
+) -> None:
+    path, message = _bad_checkpoints(run_dir, tmp_path)[case]
+    out = [f"sample.out={tmp_path}/s.png"] if command == "sample" else []
+    cfg = _compose(command, f"ckpt_path={path}", *out)
+    with pytest.raises(UserError, match=message):
+        {"evaluate": evaluate.run, "sample": sample.run}[command](cfg)
+
+
+@pytest.mark.parametrize("k", ["0", "-3", "2.5", "abc", "true"])
+def test_k_must_be_a_positive_integer(run_dir: Path, k: str) -> None:
+    with pytest.raises(UserError, match=r"eval\.k must be a positive integer"):
+        evaluate.run(_compose("evaluate", f"ckpt_path={run_dir}", f"eval.k={k}"))
+
+
+def test_a_user_error_is_one_line_exit_2_and_leaves_no_directory(tmp_path: Path) -> None:
+    result = _command("evaluate", [f"ckpt_path={tmp_path}/missing.ckpt"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: checkpoint {tmp_path}/missing.ckpt does not exist; pass the path of a .ckpt file"
+    ]
+    assert not list(tmp_path.glob("outputs/evaluate/*/*"))
