@@ -104,6 +104,8 @@ class RuntimeConfig:
     flush_denormal: bool = True
     num_threads: Optional[int] = None  # noqa: UP045
     float32_matmul_precision: Optional[str] = None  # noqa: UP045
+    compile: bool = False
+    channels_last: bool = False
 
 
 @dataclass

@@ -102,6 +102,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from lightning.pytorch.utilities import rank_zero_only
 
     from vae_lab.models.build import build_vae
+    from vae_lab.models.speed import apply_speedups
     from vae_lab.outputs import all_finite, log_final_hparams, stage_metrics, write_json_atomic
 
     run_dir = Path(cfg.paths.output_dir)
@@ -115,7 +116,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule = instantiate(cfg.data)
         datamodule.prepare_data()  # finds the files, or downloads them if data.download=true
         datamodule.load()
-        model = build_vae(cfg, datamodule.input_shape)
+        model = apply_speedups(build_vae(cfg, datamodule.input_shape), cfg.runtime)
         model.configure_optimizers()  # a bad optimizer/scheduler setting fails here, not mid-fit
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]

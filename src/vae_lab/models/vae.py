@@ -77,6 +77,7 @@ class VAE(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.beta = beta
         self.iw_samples, self.iw_decode_batch = iw_samples, iw_decode_batch
+        self.input_memory_format = torch.contiguous_format  # channels_last: models/speed.py
 
     def forward(self, x: torch.Tensor) -> VAEOutput:
         posterior = self.encoder(x)
@@ -84,6 +85,7 @@ class VAE(L.LightningModule):
         return VAEOutput(posterior, z, self.decoder(z))
 
     def elbo_terms(self, x: torch.Tensor) -> ELBOTerms:
+        x = x.contiguous(memory_format=self.input_memory_format)  # no copy when it already is
         out = self(x)
         recon = -self.likelihood.log_prob(x, out.params)  # (B,)
         kl = self.prior.kl(out.posterior)  # (B,)
