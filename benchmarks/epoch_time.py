@@ -1,6 +1,7 @@
 """Seconds per training epoch: `vae_lab.train` against a plain PyTorch loop, same everything.
 
     python benchmarks/epoch_time.py [--models mlp conv] [--epochs 3] [--repeats 3] [--out F]
+                                    [--variants compile bf16 channels_last]
 
 For each model, framework and plain runs alternate `--repeats` times. The framework run is
 the real command (`python -m vae_lab.train model=...`, default logging and callbacks, on
@@ -8,6 +9,10 @@ the real data) with an EpochTimer callback added; validation runs as usual and i
 apart. The plain loop holds the same training images as one float tensor, cuts batches by
 indexing, and trains the same encoder/decoder with Adam: the loop a user would write.
 The first epoch of every run is a warm-up and not counted; medians are reported.
+
+`--variants` also times the framework with a speed switch on (each against the same plain
+loop): `compile` (runtime.compile=true), `bf16` (trainer.precision=bf16-mixed) and
+`channels_last` (runtime.channels_last=true, conv only).
 """
 
 from __future__ import annotations
@@ -29,15 +34,20 @@ from hydra.utils import instantiate
 from vae_lab.train import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "compile": ["runtime.compile=true"],
+    "bf16": ["trainer.precision=bf16-mixed"],
+    "channels_last": ["runtime.channels_last=true"],
+}
 
 
-def framework_run(model: str, epochs: int, out_dir: Path) -> dict:
-    """One `python -m vae_lab.train` run; its timing.json plus start-up time."""
+def framework_run(model: str, epochs: int, out_dir: Path, extra: list[str] | None = None) -> dict:
+    """One `python -m vae_lab.train` run (plus `extra` overrides): timing.json, start-up."""
     run_dir = out_dir / f"{model}-{time.time_ns()}"
     cmd = [
         sys.executable, "-m", "vae_lab.train", f"model={model}", "trainer=cpu",
         f"trainer.max_epochs={epochs}", f"hydra.run.dir={run_dir}",
-        "+callbacks.epoch_timer._target_=vae_lab.callbacks.timing.EpochTimer",
+        "+callbacks.epoch_timer._target_=vae_lab.callbacks.timing.EpochTimer", *(extra or []),
     ]  # fmt: skip
     started = time.time()
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
@@ -95,6 +105,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="per run; the first is warm-up")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench.json")
+    parser.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANTS))
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first epoch is warm-up)")
@@ -104,7 +115,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vae_lab_bench_") as tmp:
         for model in args.models:
             framework, plain, naive, startup, rss = [], [], [], [], []
+            variants = [v for v in args.variants if v != "channels_last" or model == "conv"]
+            switched: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(args.repeats):  # alternate, so drifts in machine speed hit both
+                for v in variants:
+                    timing = framework_run(model, args.epochs, Path(tmp), VARIANTS[v])
+                    switched[v] += timing["train_s_per_epoch"][1:]
                 f = framework_run(model, args.epochs, Path(tmp))
                 framework += f["train_s_per_epoch"][1:]
                 startup.append(f["startup_s"])
@@ -118,7 +134,7 @@ def main() -> None:
                 statistics.median(framework),
                 statistics.median(plain),
             )
-            images = steps * 128
+            images = f["images_per_epoch"]
             results[model] = {
                 "framework_s_per_epoch": round(f_s, 3),
                 "plain_s_per_epoch": round(p_s, 3),
@@ -132,6 +148,9 @@ def main() -> None:
                 "peak_rss_mb": round(max(rss)),
                 "steps_per_epoch": steps,
                 "epochs_timed": len(framework),
+                "variants_s_per_epoch": {
+                    v: round(statistics.median(times), 3) for v, times in switched.items()
+                },
             }
     results["machine"] = {
         "torch": torch.__version__,
@@ -151,6 +170,10 @@ def main() -> None:
             f"{r['ratio']:>6.3f} {r['framework_images_per_s']:>7} {r['startup_s']:>9.2f} "
             f"{r['startup_over_import_s']:>9.2f} {r['peak_rss_mb']:>7}"
         )
+    for model in args.models:
+        for v, s_per_epoch in results[model]["variants_s_per_epoch"].items():
+            ratio = s_per_epoch / results[model]["plain_s_per_epoch"]
+            print(f"{model:6} with {v}: {s_per_epoch:.2f} s/epoch, ratio {ratio:.3f}")
     print(f"written: {args.out}")
 
 

@@ -112,7 +112,7 @@ class RuntimeConfig:
 class EvalConfig:
     """The importance-weighted bound the test stage logs (`vae_lab.evaluate` reads it too)."""
 
-    k: int = 100
+    k: int = 20
     decode_batch: int = 20_000
 
 

@@ -118,8 +118,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.load()
         model = apply_speedups(build_vae(cfg, datamodule.input_shape), cfg.runtime)
         model.configure_optimizers()  # a bad optimizer/scheduler setting fails here, not mid-fit
-        loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        # `callbacks.<name>=null` (or `~callbacks.<name>`) drops one
+        loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
         if cfg.trainer.enable_progress_bar is False:  # else Lightning refuses the bar callback
             callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)

@@ -7,17 +7,21 @@ writes only to TensorBoard loggers.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
-from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from vae_lab.data.fashion_mnist import CLASS_NAMES
 from vae_lab.evaluation import pictures
 from vae_lab.evaluation.metrics import active_units
 from vae_lab.models.vae import VAE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def tensorboard_writers(trainer: L.Trainer) -> list[SummaryWriter]:
@@ -94,6 +98,7 @@ class LatentPictures(L.Callback):
                 writer.add_figure("latent/posterior_means", self._scatter(means), step)
 
     def _scatter(self, means: torch.Tensor) -> Figure:
+        from matplotlib.figure import Figure  # imported here: half a second of start-up
 
         assert self.labels is not None
         points, labels = means.float().cpu().numpy(), self.labels.cpu().numpy()

@@ -21,16 +21,21 @@ class EpochTimer(L.Callback):
         self.last_batch_end = 0.0
         self.first_step_at: float | None = None
         self.train_s: list[float] = []
+        self.images = 0  # in the last epoch
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_start = time.time()
+        self.images = 0
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         if self.first_step_at is None:
             self.first_step_at = time.time()
 
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
+    ) -> None:
         self.last_batch_end = time.time()
+        self.images += len(batch.images)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.train_s.append(self.last_batch_end - self.epoch_start)
@@ -44,5 +49,6 @@ class EpochTimer(L.Callback):
             "first_step_unix_time": self.first_step_at,
             "peak_rss_mb": peak_kb / 1024,
             "steps_per_epoch": trainer.num_training_batches,
+            "images_per_epoch": self.images,
         }
         Path(trainer.default_root_dir, "timing.json").write_text(json.dumps(payload, indent=2))
