@@ -9,6 +9,7 @@ figures to TensorBoard beside the run (tags `evaluate/<split>_*`).
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from omegaconf import DictConfig
 from vae_lab.config import check_eval
 from vae_lab.errors import UserError, report_and_exit
 from vae_lab.train import CONFIG_DIR, discard_if_unused
+
+log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -41,7 +44,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     batches = IndexBatches(images, labels, batch_size=cfg.eval.batch_size, shuffle=False)
     device = next(trained.model.parameters()).device
-    result = evaluate(trained.model, batches, cfg.eval.k, cfg.eval.decode_batch, device)
+
+    def progress(done: int) -> None:
+        log.info(f"{done}/{len(images)} images, {time.perf_counter() - start:.0f} s")
+
+    result = evaluate(trained.model, batches, cfg.eval.k, cfg.eval.decode_batch, device, progress)
     summary: dict[str, Any] = {
         "checkpoint": str(trained.checkpoint),
         "run_dir": str(trained.run_dir),

@@ -6,7 +6,7 @@ averaged over images; bits per dim only where the likelihood is discrete.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -57,10 +57,12 @@ def evaluate(
     k: int,
     decode_batch: int = 20_000,
     device: torch.device | str = "cpu",
+    on_batch: Callable[[int], None] | None = None,
 ) -> SplitMetrics:
     """Every figure above over all the batches; images arrive as uint8 and become [0, 1] here.
 
     Batches are weighted by their size, so a short last batch counts for what it holds.
+    `on_batch` is told the number of images done after each batch (progress reports).
     """
     model = model.to(device).eval()
     dtype = next(model.parameters()).dtype
@@ -78,6 +80,8 @@ def evaluate(
         kl_dims = per_dim if kl_dims is None else kl_dims + per_dim
         means.append(posterior.mean.float().cpu())
         count, dims = count + len(x), x[0].numel()
+        if on_batch is not None:
+            on_batch(count)
     if count == 0 or kl_dims is None:
         raise ValueError("no images to evaluate")
     elbo, recon, kl, iw_ll = (totals / count).tolist()
