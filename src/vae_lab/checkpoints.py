@@ -8,16 +8,23 @@ tensors, numbers, strings and containers only. A file that carries pickled Pytho
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.errors import UserError
+from vae_lab.errors import UserError, brief
 from vae_lab.models.vae import VAE
 
 LAST = Path("checkpoints") / "last.ckpt"
+
+# A checkpoint's config is data from elsewhere too: rebuilding its model instantiates the
+# `_target_`s it names, so only these may appear there. Else a weights-only file whose
+# config named `os.system` as its encoder would run a command when loaded.
+SAFE_TARGETS = ("vae_lab.", "torch.optim.")
+BUILT_FROM_CONFIG = ("model", "likelihood", "optimizer", "scheduler")
 
 
 def resolve(path: str | Path) -> Path:
@@ -41,15 +48,22 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        # torch's weights-only unpickler says "Unsupported global: GLOBAL <name>" for an
+        # object it will not build; anything else it cannot parse is not a checkpoint.
+        named = re.search(r"GLOBAL (\S+)", str(e))
+        if named is None:
+            raise UserError(
+                f"{p} is not a readable PyTorch checkpoint (truncated or corrupt?): it does "
+                "not parse as one"
+            ) from e
         raise UserError(
-            f"refused to load {p}: it holds pickled Python objects, which could run code, "
-            "and only weights-only checkpoints are loaded; re-save it from a trusted source "
-            f"as plain tensors ({str(e).splitlines()[0]})"
+            f"refused to load {p}: it holds pickled Python objects ({named.group(1)}), which "
+            "could run code, and only weights-only checkpoints are loaded; re-save it from a "
+            "trusted source as plain tensors"
         ) from e
     except (OSError, RuntimeError, EOFError, ValueError) as e:
         raise UserError(
-            f"{p} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            f"{p} is not a readable PyTorch checkpoint (truncated or corrupt?): {brief(e)}"
         ) from e
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in hparams:
@@ -65,19 +79,41 @@ def saved_config(ckpt: dict[str, Any]) -> DictConfig:
     return cast(DictConfig, OmegaConf.create(ckpt["hyper_parameters"]["config"]))
 
 
+def _targets(tree: Any) -> list[str]:
+    if isinstance(tree, dict):
+        own = [str(tree["_target_"])] if "_target_" in tree else []
+        return own + [t for value in tree.values() for t in _targets(value)]
+    if isinstance(tree, list):
+        return [t for value in tree for t in _targets(value)]
+    return []
+
+
+def check_targets(config: dict[str, Any]) -> None:
+    """Refuse a saved config that would instantiate anything outside `SAFE_TARGETS`."""
+    for target in _targets({key: config.get(key) for key in BUILT_FROM_CONFIG}):
+        if not target.startswith(SAFE_TARGETS):
+            raise UserError(
+                f"refused to rebuild the model: the checkpoint's config names {target!r}, and "
+                f"only classes under {' or '.join(SAFE_TARGETS)} are built from a "
+                "checkpoint (anything else could run code); use a checkpoint from a trusted run"
+            )
+
+
 def build_model(ckpt: dict[str, Any]) -> VAE:
     """The trained VAE: rebuilt from the checkpoint's own config, its weights loaded, eval mode."""
     from hydra.errors import InstantiationException
 
     from vae_lab.models.build import build_vae
 
-    cfg, hparams = saved_config(ckpt), ckpt["hyper_parameters"]
+    hparams = ckpt["hyper_parameters"]
+    check_targets(hparams["config"])
+    cfg = saved_config(ckpt)
     try:
         model = build_vae(cfg, hparams["input_shape"])
         model.load_state_dict(ckpt["state_dict"])
     except (InstantiationException, KeyError, RuntimeError, TypeError, ValueError) as e:
         raise UserError(
             "the checkpoint does not fit the model its config describes (written by an "
-            f"incompatible version of vae_lab?): {str(e).splitlines()[0]}"
+            f"incompatible version of vae_lab?): {brief(e)}"
         ) from e
     return model.eval()
