@@ -66,14 +66,35 @@ def tiny_overrides(data_root: Path, output_dir: Path) -> list[str]:
 ComposeFn = Callable[..., DictConfig]
 
 
+def compose_tiny(data_root: Path, output_dir: Path, *overrides: str) -> DictConfig:
+    """configs/train.yaml with the tiny overrides plus `overrides`, without Hydra's node."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*tiny_overrides(data_root, output_dir), *overrides])
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory with checkpoints of one tiny epoch, trained once per session.
+    Copy it before resuming from it: a resume writes into its checkpoint's run directory."""
+    from vae_lab.train import train
+
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    train(compose_tiny(tiny_data, run_dir, "trainer.max_epochs=1", "latent_dim=4"))
+    return run_dir
+
+
 @pytest.fixture
 def compose_cfg(tiny_data: Path, tmp_path: Path) -> ComposeFn:
     """Compose configs/train.yaml with the tiny overrides plus the test's own."""
 
     def _compose(*overrides: str, tiny: bool = True) -> DictConfig:
-        extra = tiny_overrides(tiny_data, tmp_path / "run") if tiny else []
+        if tiny:
+            return compose_tiny(tiny_data, tmp_path / "run", *overrides)
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose("train", overrides=[*extra, *overrides])
+            cfg = compose("train", overrides=list(overrides))
         with open_dict(cfg):
             cfg.pop("hydra", None)
         return cfg

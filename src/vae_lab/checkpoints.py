@@ -15,12 +15,18 @@ from typing import Any, cast
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.errors import UserError
+from vae_lab.errors import UserError, brief
 from vae_lab.models.vae import VAE
 
 LAST = Path("checkpoints") / "last.ckpt"
 # How torch's weights-only unpickler names a callable it refused to import.
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)|(\S+) was not an allowed global")
+
+# A checkpoint's config is data from elsewhere too: rebuilding its model instantiates the
+# `_target_`s it names, so only these may appear there. Else a weights-only file whose
+# config named `os.system` as its encoder would run a command when loaded.
+SAFE_TARGETS = ("vae_lab.", "torch.optim.")
+BUILT_FROM_CONFIG = ("model", "likelihood", "optimizer", "scheduler")
 
 
 def resolve(path: str | Path) -> Path:
@@ -57,8 +63,7 @@ def load(path: str | Path) -> dict[str, Any]:
         ) from e
     except (OSError, RuntimeError, EOFError, ValueError) as e:
         raise UserError(
-            f"{p} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            f"{p} is not a readable PyTorch checkpoint (truncated or corrupt?): {brief(e)}"
         ) from e
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in hparams:
@@ -74,19 +79,41 @@ def saved_config(ckpt: dict[str, Any]) -> DictConfig:
     return cast(DictConfig, OmegaConf.create(ckpt["hyper_parameters"]["config"]))
 
 
+def _targets(tree: Any) -> list[str]:
+    if isinstance(tree, dict):
+        own = [str(tree["_target_"])] if "_target_" in tree else []
+        return own + [t for value in tree.values() for t in _targets(value)]
+    if isinstance(tree, list):
+        return [t for value in tree for t in _targets(value)]
+    return []
+
+
+def check_targets(config: dict[str, Any]) -> None:
+    """Refuse a saved config that would instantiate anything outside `SAFE_TARGETS`."""
+    for target in _targets({key: config.get(key) for key in BUILT_FROM_CONFIG}):
+        if not target.startswith(SAFE_TARGETS):
+            raise UserError(
+                f"refused to rebuild the model: the checkpoint's config names {target!r}, and "
+                f"only classes under {' or '.join(SAFE_TARGETS)} are built from a "
+                "checkpoint (anything else could run code); use a checkpoint from a trusted run"
+            )
+
+
 def build_model(ckpt: dict[str, Any]) -> VAE:
     """The trained VAE: rebuilt from the checkpoint's own config, its weights loaded, eval mode."""
     from hydra.errors import InstantiationException
 
     from vae_lab.models.build import build_vae
 
-    cfg, hparams = saved_config(ckpt), ckpt["hyper_parameters"]
+    hparams = ckpt["hyper_parameters"]
+    check_targets(hparams["config"])
+    cfg = saved_config(ckpt)
     try:
         model = build_vae(cfg, hparams["input_shape"])
         model.load_state_dict(ckpt["state_dict"])
     except (InstantiationException, KeyError, RuntimeError, TypeError, ValueError) as e:
         raise UserError(
             "the checkpoint does not fit the model its config describes (written by an "
-            f"incompatible version of vae_lab?): {str(e).splitlines()[0]}"
+            f"incompatible version of vae_lab?): {brief(e)}"
         ) from e
     return model.eval()

@@ -9,15 +9,18 @@ rate above zero, ...), still before any work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.errors import UserError
 
 BINARIZE_CHOICES = ("none", "dynamic")
+MAX_SEED = 2**32 - 1  # numpy's limit, which Lightning's seed_everything enforces
 
 
 @dataclass
@@ -121,6 +124,7 @@ class TrainConfig:
     latent_dim: int = 16
     seed: int = 42
     beta: float = 1.0
+    ckpt_path: Optional[str] = None  # noqa: UP045
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     likelihood: Any = None
@@ -139,7 +143,11 @@ def register_schemas() -> None:
 
 
 def _positive(value: Any, name: str, example: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value < math.inf  # NaN fails this too
+    ):
         raise UserError(f"{name} must be a positive number, got {value!r}; for example {example}")
 
 
@@ -156,16 +164,46 @@ def check_eval(eval_cfg: DictConfig, min_k: int = 0) -> None:
         )
 
 
+def _no_unread_keys(cfg: DictConfig) -> None:
+    """`+key=value` adds any key; where nothing would read it, the user's intent would be
+    silently lost (`+lr=0.1` sets no learning rate), so it is refused."""
+    for node, schema, prefix in (
+        (cfg, TrainConfig, ""),
+        (cfg.model, ModelConfig, "model."),
+        (cfg.runtime, RuntimeConfig, "runtime."),
+        (cfg.paths, PathsConfig, "paths."),
+    ):
+        known = {f.name for f in fields(schema)} | {"hydra"}
+        unknown = [str(k) for k in node if k not in known]
+        if unknown:
+            raise UserError(
+                f"unknown key {prefix}{unknown[0]}: nothing reads it, so it would have no "
+                f"effect; the keys of {prefix.rstrip('.') or 'the top level'} are: "
+                f"{', '.join(sorted(known - {'hydra'}))}"
+            )
+
+
 def validate(cfg: DictConfig) -> None:
     """Check values that the types allow but the run cannot use; raise a UserError."""
+    try:  # an interpolation that does not resolve (`latent_dim='${nope}'`) fails here
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        where = getattr(e, "full_key", None) or "the config"
+        raise UserError(f"{where} cannot be resolved: {str(e).strip().splitlines()[0]}") from e
+    _no_unread_keys(cfg)
     if cfg.latent_dim < 1:
         raise UserError(
             f"latent_dim must be a positive integer, got {cfg.latent_dim}; "
             "for example latent_dim=16"
         )
-    if cfg.beta < 0:
+    if not 0 <= cfg.beta < math.inf:
         raise UserError(
-            f"beta must be >= 0 (it weights the KL term), got {cfg.beta}; for example beta=1.0"
+            f"beta must be >= 0 and finite (it weights the KL term), got {cfg.beta}; "
+            "for example beta=1.0"
+        )
+    if not 0 <= cfg.seed <= MAX_SEED:  # Lightning would swap it for a random seed, and warn
+        raise UserError(
+            f"seed must be between 0 and {MAX_SEED}, got {cfg.seed}; for example seed=42"
         )
     optimizer = cfg.get("optimizer")
     if optimizer is not None and "lr" in optimizer:
@@ -190,9 +228,26 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(
             f"runtime.float32_matmul_precision must be highest, high or medium, got {precision!r}"
         )
-    max_epochs = cfg.trainer.max_epochs
+    _check_trainer(cfg.trainer)
+
+
+def _check_trainer(trainer: DictConfig) -> None:
+    max_epochs = trainer.max_epochs
     if (max_epochs is not None and max_epochs < -1) or max_epochs == 0:
         raise UserError(
             f"trainer.max_epochs must be a positive integer (or -1 for no limit), "
             f"got {max_epochs}; for example trainer.max_epochs=10"
+        )
+    # Lightning ignores any other value without a word.
+    if trainer.deterministic not in (None, True, False, "warn"):
+        raise UserError(
+            f"trainer.deterministic must be true, false or warn, got {trainer.deterministic!r}"
+        )
+    clip = trainer.gradient_clip_val
+    if clip is not None and (
+        isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 <= clip < math.inf
+    ):
+        raise UserError(
+            f"trainer.gradient_clip_val must be a number >= 0 (0: no clipping), got {clip!r}; "
+            "for example trainer.gradient_clip_val=1.0"
         )

@@ -1,10 +1,28 @@
-"""The one exception type for a user's mistake, and how it is reported."""
+"""The exception types for what goes wrong through no bug of ours, and how they are reported.
+
+Every such failure is one `error: ...` line on stderr and a non-zero exit status, never a
+traceback: 2 for a mistake in the input (config, data, checkpoint, hardware, a directory
+that cannot be written), 3 for a training run that diverged.
+"""
 
 from __future__ import annotations
 
+import errno
 import sys
 
 USER_ERROR_EXIT = 2
+DIVERGED_EXIT = 3
+
+# OSErrors that mean "this machine or path will not take our writes", not a bug of ours.
+_ENVIRONMENT_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENOTDIR,
+    errno.EEXIST,
+}
 
 
 class UserError(Exception):
@@ -14,9 +32,42 @@ class UserError(Exception):
     code did not fail, their input did.
     """
 
+    exit_code = USER_ERROR_EXIT
+
+
+class TrainingDiverged(UserError):
+    """A non-finite loss or metric: the run stopped, its last good checkpoint kept (exit 3).
+
+    Not a mistake in the command as such, but the user's to fix (learning rate, clipping),
+    so it is reported the same way; its own exit status lets a script tell the two apart.
+    """
+
+    exit_code = DIVERGED_EXIT
+
+
+def brief(error: BaseException, limit: int = 300) -> str:
+    """An exception's message as one line of at most `limit` characters (its type if empty)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def from_os_error(error: OSError) -> UserError | None:
+    """A UserError for an OSError that a path or the machine caused (permissions, a full
+    disk, a file where a directory should be), or None for any other OSError."""
+    if error.errno not in _ENVIRONMENT_ERRNOS:
+        return None
+    where = f" {error.filename}" if error.filename else ""
+    fix = (
+        "free some disk space"
+        if error.errno in (errno.ENOSPC, errno.EDQUOT)
+        else "choose a writable place with paths.output_dir=DIR (where results go) or "
+        "hydra.run.dir=DIR (where the command's log goes)"
+    )
+    return UserError(f"cannot write{where}: {error.strerror}; {fix}")
+
 
 def report_and_exit(error: UserError) -> None:
-    """Print `error` as a single `error: ...` line on stderr and exit with status 2."""
+    """Print `error` as a single `error: ...` line on stderr and exit with its status."""
     message = " ".join(str(error).split())  # one line, whatever the message held
     print(f"error: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(USER_ERROR_EXIT)
+    raise SystemExit(error.exit_code)

@@ -15,13 +15,18 @@ import secrets
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.config import register_schemas, validate
-from vae_lab.errors import UserError, report_and_exit
+from vae_lab.errors import TrainingDiverged, UserError, from_os_error, report_and_exit
+
+if TYPE_CHECKING:
+    from vae_lab.resume import Resume
+
+log = logging.getLogger(__name__)
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 
@@ -88,11 +93,46 @@ def discard_if_unused() -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit and test one model as `cfg` describes; return what `metrics.json` holds."""
+    """Fit and test one model as `cfg` describes; return what `metrics.json` holds.
+
+    With `ckpt_path` set, continue the run that checkpoint belongs to, in its directory
+    (`vae_lab.resume`). A run that diverges stops with `TrainingDiverged`; its
+    `metrics.json` then says so and holds no metrics.
+    """
     validate(cfg)
     check_accelerator(cfg)
+    resume = None
+    if cfg.get("ckpt_path"):
+        from vae_lab.resume import prepare
+
+        resume = prepare(str(cfg.ckpt_path), _resolved(cfg))
+        if resume.run_dir is not None:
+            cfg.paths.output_dir = str(resume.run_dir)  # loggers, checkpoints follow it
     apply_runtime(cfg)
 
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from vae_lab import run_dir as run_dirs
+
+    run_dir = Path(cfg.paths.output_dir)
+    if getattr(rank_zero_only, "rank", 0) != 0:  # under DDP every rank runs this function
+        return _fit_and_test(cfg, run_dir, resume)
+    run_dirs.prepare(run_dir)
+    with run_dirs.held(run_dir):
+        try:
+            return _fit_and_test(cfg, run_dir, resume)
+        except OSError as e:  # a full disk or a directory taken away mid-run
+            user_error = from_os_error(e)
+            if user_error is None:
+                raise
+            raise user_error from e
+
+
+def _resolved(cfg: DictConfig) -> dict[str, Any]:
+    return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+
+
+def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict[str, Any]:
     import lightning as L
 
     quiet_lightning()
@@ -101,16 +141,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from lightning.pytorch.callbacks import ProgressBar
     from lightning.pytorch.utilities import rank_zero_only
 
+    from vae_lab.callbacks.divergence import DivergenceGuard, last_checkpoint
+    from vae_lab.callbacks.rng_state import RNGState
     from vae_lab.models.build import build_vae
     from vae_lab.models.speed import apply_speedups
     from vae_lab.outputs import all_finite, log_final_hparams, stage_metrics, write_json_atomic
 
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
-    if getattr(rank_zero_only, "rank", 0) == 0:  # under DDP every rank runs this function
-        OmegaConf.save(config, run_dir / "config.yaml")
-
+    config = _resolved(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     try:
         datamodule = instantiate(cfg.data)
@@ -119,10 +156,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model = apply_speedups(build_vae(cfg, datamodule.input_shape), cfg.runtime)
         model.configure_optimizers()  # a bad optimizer/scheduler setting fails here, not mid-fit
         # `callbacks.<name>=null` (or `~callbacks.<name>`) drops one
-        loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+        logger_cfgs = (c for c in (cfg.get("logger") or {}).values() if c is not None)
+        loggers = [_build_logger(c, resume) for c in logger_cfgs]
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
         if cfg.trainer.enable_progress_bar is False:  # else Lightning refuses the bar callback
             callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        # Not optional: a diverged run must stop, and a resumed one must draw the same noise.
+        callbacks += [DivergenceGuard(), RNGState()]
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     except InstantiationException as e:
         raise UserError(f"could not build the run from its config: {e}") from e
@@ -130,23 +170,68 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"optimizer or scheduler config rejected: {e}") from e
     # Kept in every checkpoint, so a checkpoint can rebuild its own model.
     model.hparams.update(config=config, input_shape=list(datamodule.input_shape))
+    if resume is not None:
+        from vae_lab.resume import check_fits
 
-    trainer.fit(model, datamodule=datamodule)
-    checkpoint = trainer.checkpoint_callback
-    best = checkpoint.best_model_path if checkpoint is not None else ""
-    ckpt_path = best or None  # no checkpoint (fast_dev_run): evaluate the weights in memory
-    metrics = {
-        "val": stage_metrics(
-            trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True),
-            "val",
-        ),
-        "test": stage_metrics(
-            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True),
-            "test",
-        ),
-    }
+        check_fits(resume, model)
+        log.info(
+            "Resuming %s (epoch %d, step %d) in %s",
+            resume.path,
+            resume.epoch,
+            resume.global_step,
+            run_dir,
+        )
+
+    # Written once the run is known to start, so a failed resume leaves its run as it was.
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        OmegaConf.save(config, run_dir / "config.yaml")
+        if resume is not None:  # the run is no longer complete: no stale result may remain
+            (run_dir / "metrics.json").unlink(missing_ok=True)
+    try:
+        trainer.fit(
+            model,
+            datamodule=datamodule,
+            ckpt_path=str(resume.path) if resume is not None else None,
+            weights_only=True,
+        )
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        ckpt_path = best or None  # no checkpoint (fast_dev_run): evaluate the weights in memory
+        metrics = {
+            "val": stage_metrics(
+                trainer.validate(
+                    model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True
+                ),
+                "val",
+            ),
+            "test": stage_metrics(
+                trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True),
+                "test",
+            ),
+        }
+        if not all_finite(metrics):  # e.g. an infinite KL that beta=0 kept out of the loss
+            raise TrainingDiverged(
+                f"training diverged: the final metrics of {best or 'the model'} are not all "
+                f"finite ({metrics}); try a lower learning rate (optimizer.lr) or gradient "
+                "clipping (trainer.gradient_clip_val=1.0)"
+            )
+    except TrainingDiverged as e:
+        if trainer.is_global_zero:
+            kept = last_checkpoint(trainer)
+            write_json_atomic(
+                run_dir / "metrics.json",
+                {
+                    "status": "diverged",
+                    "error": str(e),
+                    "run_dir": str(run_dir),
+                    "checkpoint": os.path.relpath(kept, run_dir) if kept else None,
+                    "epochs": trainer.current_epoch,
+                    "global_step": trainer.global_step,
+                },
+            )
+        raise
     summary: dict[str, Any] = {
-        "status": "completed" if all_finite(metrics) else "diverged",
+        "status": "completed",
         "run_dir": str(run_dir),
         "checkpoint": os.path.relpath(best, run_dir) if best else None,
         "epochs": trainer.current_epoch,
@@ -162,6 +247,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def _build_logger(node: DictConfig, resume: Resume | None) -> Any:
+    """A logger from config. On resume, TensorBoard is told to purge what the killed
+    process logged after the checkpoint's step S (its train steps 0..S-1 and their epoch's
+    validation are at steps <= S-1, its image grids at S), so the curves continue without
+    doubles; a step-S point it may have logged is re-logged with the same value."""
+    from hydra.utils import get_class, instantiate
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    if resume is not None and issubclass(get_class(node._target_), TensorBoardLogger):
+        return instantiate(node, purge_step=resume.global_step + 1)
+    return instantiate(node)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the test ELBO so sweepers can optimize it."""
@@ -174,9 +272,13 @@ def main(cfg: DictConfig) -> float:
 
 
 def cli() -> None:
-    """The command: a fresh run token for this command and the workers it starts."""
+    """The command: a fresh run token for this command and the workers it starts, and
+    Hydra's composition errors (unknown option or key, wrong type) as one line."""
+    from vae_lab.hydra_errors import reported
+
     os.environ[TOKEN_VAR] = secrets.token_hex(4)
-    main()
+    with reported():
+        main()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,15 @@ def _binarize_once(images: torch.Tensor, seed: int) -> torch.Tensor:
     return draws.to(torch.uint8) * 255
 
 
+def _epochs_done(trainer: L.Trainer | None) -> int:
+    """Epochs trained so far. Not `current_epoch`: right after a resume, while the loaders
+    are built, that still names the checkpoint's finished epoch, and the resumed run would
+    repeat that epoch's batch order."""
+    if trainer is None:
+        return 0
+    return int(trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
+
+
 class FashionMNISTDataModule(L.LightningDataModule):
     """Fashion-MNIST from its IDX files, held as uint8 tensors of shape (N, 1, 28, 28).
 
@@ -126,7 +135,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=shuffle,
             seed=self.shuffle_seed,
-            start_epoch=trainer.current_epoch if trainer is not None else 0,
+            start_epoch=_epochs_done(trainer),
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
         )

@@ -1,0 +1,96 @@
+"""Hydra's composition errors (an unknown option or key, a wrong type, a bad override) as
+one `error: ...` line each.
+
+Left alone, Hydra prints these as several lines (the search path, an advice about
+HYDRA_FULL_ERROR) and exits with status 1. `reported()` asks Hydra to raise them instead
+(HYDRA_FULL_ERROR=1, read by Hydra when an exception reaches it) and words each one as a
+single line that names the key and the fix, with the exit status of every other bad input.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from hydra.errors import (
+    ConfigCompositionException,
+    HydraException,
+    MissingConfigException,
+    OverrideParseException,
+)
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from vae_lab.errors import UserError, from_os_error, report_and_exit
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _unknown_key(full_key: str, key: str, parent: Any) -> UserError:
+    """Name the key, and the nearest key of the node it was meant for if there is one."""
+    keys = [str(k) for k in parent] if isinstance(parent, Mapping) else []  # a DictConfig too
+    close = difflib.get_close_matches(key, keys, n=1)
+    if close:
+        prefix = full_key[: len(full_key) - len(key)]
+        return UserError(f"unknown key {full_key}; did you mean {prefix}{close[0]}?")
+    return UserError(f"unknown key {full_key}; `python -m vae_lab.train --cfg job` lists every key")
+
+
+def _missing_config(error: MissingConfigException) -> UserError:
+    name = error.missing_cfg_file or "?"
+    if "/" not in name:  # the primary config itself (--config-name)
+        return UserError(f"no config named {name!r} in the configs directory")
+    group, option = name.rsplit("/", 1)
+    options = ", ".join(error.options or []) or "none"
+    return UserError(f"unknown option {group}={option}; the options of {group!r} are: {options}")
+
+
+def from_hydra_error(error: BaseException) -> UserError | None:
+    """A one-line UserError for a composition error of Hydra or OmegaConf, else None."""
+    if isinstance(error, MissingConfigException):
+        return _missing_config(error)
+    if isinstance(error, OverrideParseException):
+        return UserError(
+            f"cannot parse the override {error.override!r}: {_first_line(error)}; write "
+            "key=value or group=option (quote values holding spaces or brackets)"
+        )
+    cause = error.__cause__ if isinstance(error, ConfigCompositionException) else error
+    if isinstance(
+        cause, (ConfigKeyError, ConfigAttributeError)
+    ):  # a key that the node does not have
+        key = str(getattr(cause, "key", None) or "")
+        return _unknown_key(cause.full_key or key, key, getattr(cause, "parent_node", None))
+    if isinstance(cause, OmegaConfBaseException):  # a wrong type, a missing value, ...
+        where = getattr(cause, "full_key", None)
+        prefix = f"bad value for {where}: " if where else "bad config: "
+        return UserError(prefix + _first_line(cause))
+    if isinstance(error, ConfigCompositionException):
+        return UserError(f"cannot compose the config: {_first_line(error)}")
+    return None
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Run Hydra's entry point, turning its composition errors (and a run directory it
+    cannot create) into one line and exit status 2; anything else propagates unchanged."""
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    except (HydraException, OmegaConfBaseException, OSError) as e:
+        user_error = from_hydra_error(e)
+        if user_error is None and isinstance(e, OSError):
+            user_error = from_os_error(e)
+        if user_error is None:
+            raise
+        report_and_exit(user_error)
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
