@@ -208,3 +208,11 @@ def test_a_user_error_is_one_line_exit_2_and_leaves_no_directory(tmp_path: Path)
         f"error: checkpoint {tmp_path}/missing.ckpt does not exist; pass the path of a .ckpt file"
     ]
     assert not list(tmp_path.glob("outputs/evaluate/*/*"))
+
+
+def test_a_misspelt_key_is_one_line_too(tmp_path: Path) -> None:
+    result = _command("evaluate", ["eval.kk=3"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown key eval.kk; did you mean eval.k?"
+    ]

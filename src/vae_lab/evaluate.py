@@ -109,12 +109,20 @@ def _log_beside_run(s: dict[str, Any], run_dir: Path) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except UserError as e:
         discard_if_unused()
         report_and_exit(e)
+
+
+def main() -> None:
+    """The command; Hydra's composition errors (unknown key, wrong type) as one line."""
+    from vae_lab.hydra_errors import reported
+
+    with reported():
+        _main()
 
 
 if __name__ == "__main__":

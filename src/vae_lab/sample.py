@@ -91,12 +91,20 @@ def run(cfg: DictConfig) -> list[Path]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except UserError as e:
         discard_if_unused()
         report_and_exit(e)
+
+
+def main() -> None:
+    """The command; Hydra's composition errors (unknown key, wrong type) as one line."""
+    from vae_lab.hydra_errors import reported
+
+    with reported():
+        _main()
 
 
 if __name__ == "__main__":
