@@ -111,6 +111,7 @@ class TrainConfig:
     latent_dim: int = 16
     seed: int = 42
     beta: float = 1.0
+    optimized_metric: str = "val/elbo"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     likelihood: Any = None
