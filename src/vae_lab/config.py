@@ -125,6 +125,7 @@ class TrainConfig:
     seed: int = 42
     beta: float = 1.0
     ckpt_path: Optional[str] = None  # noqa: UP045
+    optimized_metric: str = "val/elbo"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     likelihood: Any = None

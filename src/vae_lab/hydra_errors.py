@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from hydra.errors import (
+    CompactHydraException,
     ConfigCompositionException,
     HydraException,
     MissingConfigException,
@@ -86,6 +88,12 @@ def reported() -> Iterator[None]:
         user_error = from_hydra_error(e)
         if user_error is None and isinstance(e, OSError):
             user_error = from_os_error(e)
+        if user_error is None and isinstance(e, CompactHydraException):
+            # e.g. a sweep's JobFailed, re-raised once the other jobs are done: its message
+            # is the whole story, as Hydra would print it without HYDRA_FULL_ERROR
+            message = " ".join(str(e).split())
+            print(message if message.startswith("error:") else f"error: {message}", file=sys.stderr)
+            raise SystemExit(1) from None
         if user_error is None:
             raise
         report_and_exit(user_error)

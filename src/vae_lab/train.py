@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.config import register_schemas, validate
 from vae_lab.errors import TrainingDiverged, UserError, from_os_error, report_and_exit
+from vae_lab.sweeps import check_metric_name, objective, run_sweep_job
 
 if TYPE_CHECKING:
     from vae_lab.resume import Resume
@@ -262,13 +263,22 @@ def _build_logger(node: DictConfig, resume: Resume | None) -> Any:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
-    """Hydra entry point; returns the test ELBO so sweepers can optimize it."""
+    """Hydra entry point; returns `optimized_metric` (val/elbo) for sweepers to optimize.
+
+    A job of a multirun records its failure and lets the other jobs go on (`vae_lab.sweeps`).
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return run_sweep_job(cfg, train)
     try:
+        check_metric_name(cfg.optimized_metric)
         summary = train(cfg)
     except UserError as e:
         discard_if_unused()
         report_and_exit(e)
-    return float(summary["test"].get("elbo", float("nan")))
+    return objective(summary, cfg.optimized_metric)
 
 
 def cli() -> None:

@@ -1,0 +1,3 @@
+from vae_lab.report import main
+
+main()

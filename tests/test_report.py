@@ -1,0 +1,96 @@
+"""`python -m vae_lab.report` on the directories of a real sweep in which one job failed."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.test_sweeps import job_dirs, statuses, sweep_args, sweep_dirs
+from vae_lab.report import make_report
+
+
+@pytest.fixture(scope="module")
+def failed_sweep(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> tuple[Path, str]:
+    """A two-job sweep whose first job fails its value check: (sweep dir, stderr)."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    result = run_cli(sweep_args(tiny_data, "latent_dim=0,2"), cwd=cwd)
+    assert result.returncode == 1, result.stderr  # the sweep says that a job failed
+    (sweep,) = sweep_dirs(cwd)
+    return sweep, result.stderr
+
+
+def report_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vae_lab.report", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_failing_job_does_not_stop_the_others(failed_sweep: tuple[Path, str]) -> None:
+    sweep, stderr = failed_sweep
+    assert statuses(sweep) == {"0": "failed", "1": "completed"}
+    assert re.search(r"error: job 0 \(\S*latent_dim=0\S*\) failed: latent_dim must be", stderr)
+    assert "Traceback" not in stderr
+    failed = json.loads((job_dirs(sweep)[0] / "metrics.json").read_text())
+    assert failed["error"].startswith("latent_dim must be a positive integer, got 0")
+
+
+def test_report_marks_failed_unfinished_and_unreadable_runs(
+    failed_sweep: tuple[Path, str], tmp_path: Path
+) -> None:
+    sweep = shutil.copytree(failed_sweep[0], tmp_path / "sweep")
+    _, done = job_dirs(sweep)
+    killed = shutil.copytree(done, sweep / "2_latent_dim=2")  # as if killed before the end
+    (killed / "metrics.json").unlink()
+    damaged = shutil.copytree(done, sweep / "3_latent_dim=2")
+    (damaged / "metrics.json").write_text('{"status": "compl')
+
+    result = report_cli(sweep)
+    assert result.returncode == 0, result.stderr
+    assert "4 runs: 1 failed, 1 completed, 1 unfinished, 1 unreadable" in result.stdout
+    report = make_report(sweep)
+    by_name = {run.name: run for run in report.runs}
+    assert (by_name["0"].status, by_name["1"].status) == ("failed", "completed")
+    assert (by_name["2"].status, by_name["3"].status) == ("unfinished", "unreadable")
+    assert by_name["0"].error.startswith("latent_dim must be a positive integer")
+    assert by_name["1"].metrics["test/elbo"] < 0 and by_name["1"].epochs == 1
+    table = report.markdown.read_text()
+    assert table.splitlines()[0].startswith("| run | latent_dim | status | epochs | val/elbo |")
+    assert "| failed |" in table and "| unfinished |" in table
+    assert report.plot is not None and report.plot.is_file()  # from the one completed run
+
+
+def test_report_over_all_outputs_and_sorted_by_a_metric(
+    failed_sweep: tuple[Path, str], tmp_path: Path
+) -> None:
+    outputs = failed_sweep[0].parents[2]  # <cwd>/outputs, holding multirun/<date>/<time>
+    report = make_report(outputs, out=tmp_path, sort="test/elbo")
+    assert [run.status for run in report.runs] == ["completed", "failed"]  # no metric: last
+    assert report.runs[0].name.startswith("multirun/") and report.runs[0].name.endswith("/1")
+    assert report.csv.parent == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{tmp}/nowhere"], "is not a directory"),
+        (["{tmp}"], "no runs under"),
+        (["{sweep}", "--sort", "test/nope"], "--sort test/nope is not a metric of these runs"),
+    ],
+)
+def test_report_errors_are_one_line(
+    failed_sweep: tuple[Path, str], tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = report_cli(*(a.format(tmp=tmp_path, sweep=failed_sweep[0]) for a in args))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1

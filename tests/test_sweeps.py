@@ -1,0 +1,176 @@
+"""Sweeps as a user runs them: Hydra's launchers and sweepers for real, on tiny data.
+
+(A sweep with a failing job is in test_report.py, which reads its directories.) The basic
+launcher and reruns are in the fast tier; Optuna, the launchers that start worker processes
+(joblib, submitit) and DDP take longer, so they are `slow`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from tests.conftest import run_cli
+from vae_lab.report import make_report
+from vae_lab.sweeps import threads_per_job
+from vae_lab.train import CONFIG_DIR
+
+
+def sweep_args(tiny_data: Path, *extra: str) -> list[str]:
+    """Tiny data, one short epoch, no progress bar; Hydra's own output directories."""
+    return [
+        "-m",
+        f"data.root={tiny_data}",
+        "data.val_size=50",
+        "data.batch_size=32",
+        "data.eval_batch_size=50",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.enable_progress_bar=false",
+        "trainer.num_sanity_val_steps=0",
+        *extra,
+    ]
+
+
+def sweep_dirs(cwd: Path) -> list[Path]:
+    return sorted((cwd / "outputs" / "multirun").glob("*/*"))
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    return sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
+
+
+def statuses(sweep: Path) -> dict[str, str]:
+    """{job number: status in its metrics.json}."""
+    return {
+        job.name.split("_")[0]: json.loads((job / "metrics.json").read_text())["status"]
+        for job in job_dirs(sweep)
+    }
+
+
+@pytest.mark.parametrize(
+    ("n_jobs", "cores", "threads"),
+    [(-1, 2, 1), (1, 2, 2), (2, 8, 4), (3, 8, 2), (-2, 8, 1), (16, 2, 1)],
+)
+def test_parallel_jobs_share_the_cores(n_jobs: int, cores: int, threads: int) -> None:
+    assert threads_per_job(n_jobs, cores) == threads
+
+
+@pytest.mark.parametrize(
+    "launcher", ["basic", pytest.param("joblib", marks=pytest.mark.slow)], ids=str
+)
+def test_a_2x2_sweep_and_its_report(tmp_path: Path, tiny_data: Path, launcher: str) -> None:
+    extra = [] if launcher == "basic" else ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    args = sweep_args(tiny_data, "model=mlp,conv", "latent_dim=2,4", *extra)
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (sweep,) = sweep_dirs(tmp_path)
+    assert len(job_dirs(sweep)) == 4
+    assert statuses(sweep) == dict.fromkeys("0123", "completed")
+    if launcher == "joblib":  # two jobs at a time: each gets half of the cores as threads
+        expected = threads_per_job(2)
+        for job in job_dirs(sweep):
+            assert OmegaConf.load(job / "config.yaml").runtime.num_threads == expected
+
+    report = make_report(sweep)
+    assert report.swept == ["model", "latent_dim"]
+    assert [(r.overrides["model"], r.overrides["latent_dim"]) for r in report.runs] == [
+        ("conv", "2"), ("conv", "4"), ("mlp", "2"), ("mlp", "4"),
+    ]  # fmt: skip
+    assert report.csv.read_text().count("\n") == 5  # header + four rows
+    assert report.plot is not None and report.plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_running_a_sweep_again_never_overwrites_it(tmp_path: Path, tiny_data: Path) -> None:
+    # Jobs that fail their value check are cheap and still write their directories.
+    for _ in range(2):
+        assert run_cli(sweep_args(tiny_data, "latent_dim=0"), cwd=tmp_path).returncode == 1
+    first, second = sweep_dirs(tmp_path)
+    assert first != second
+    assert all(len(job_dirs(sweep)) == 1 for sweep in (first, second))
+
+
+@pytest.mark.slow
+def test_optuna_runs_two_trials_and_records_the_best(tmp_path: Path, tiny_data: Path) -> None:
+    args = sweep_args(tiny_data, "hparams_search=optuna", "hydra.sweeper.n_trials=2")
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (sweep,) = sweep_dirs(tmp_path)
+    assert statuses(sweep) == {"0": "completed", "1": "completed"}
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert set(best.best_params) == {"optimizer.lr", "latent_dim", "beta"}
+    # The sweeper maximized what each job returned: its validation ELBO.
+    val_elbos = [
+        json.loads((j / "metrics.json").read_text())["val"]["elbo"] for j in job_dirs(sweep)
+    ]
+    assert best.best_value == pytest.approx(max(val_elbos))
+    assert make_report(sweep).swept == ["optimizer.lr", "latent_dim", "beta"]
+
+
+def test_named_sweeps_and_the_slurm_launcher_compose() -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        latent = compose("train", ["experiment=latent_sweep"], return_hydra_config=True)
+        likelihood = compose("train", ["experiment=likelihood_compare"], return_hydra_config=True)
+        slurm = compose(
+            "train",
+            [
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.timeout_min=30",
+            ],
+            return_hydra_config=True,
+        )
+    assert dict(latent.hydra.sweeper.params) == {
+        "model": "mlp,conv",
+        "latent_dim": "2,4,8,16,32,64",
+    }
+    assert likelihood.hydra.sweeper.params.likelihood == "bernoulli,gaussian,gaussian_learned"
+    launcher = slurm.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node) == ("gpu", 30, 1)
+    assert launcher.array_parallelism > 0
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_the_jobs_and_records_a_failure(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    launcher = ["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"]
+    result = run_cli(sweep_args(tiny_data, *launcher, "latent_dim=0,2,4"), cwd=tmp_path)
+    assert result.returncode == 1  # job 0 failed; the two others ran in their own processes
+    assert re.search(r"error: job 0 \(\S*latent_dim=0\S*\) failed: latent_dim", result.stderr)
+    (sweep,) = sweep_dirs(tmp_path)
+    assert statuses(sweep) == {"0": "failed", "1": "completed", "2": "completed"}
+    assert (sweep / ".submitit").is_dir()  # the jobs went through submitit, not in-process
+    for job in job_dirs(sweep)[1:]:
+        assert OmegaConf.load(job / "config.yaml").runtime.num_threads == 1
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes(tmp_path: Path, tiny_data: Path) -> None:
+    args = [
+        *sweep_args(tiny_data)[1:],  # a single run, not a sweep
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=null",
+        "trainer.log_every_n_steps=1",
+        "runtime.num_threads=1",
+    ]
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "outputs" / "runs").glob("*/*")
+    assert (run_dir / "train_ddp_process_1.log").is_file()  # the second rank ran
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    # 250 training images, 125 per rank, batches of 32: 4 steps per epoch, not 8.
+    assert metrics["global_step"] == 2 * 4
+    assert set(metrics["test"]) >= {"elbo", "recon", "kl"}
+    assert list(run_dir.glob("events.out.tfevents.*"))
