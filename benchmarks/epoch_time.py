@@ -8,7 +8,8 @@ the real command (`python -m vae_lab.train model=...`, default logging and callb
 the real data) with an EpochTimer callback added; validation runs as usual and is timed
 apart. The plain loop holds the same training images as one float tensor, cuts batches by
 indexing, and trains the same encoder/decoder with Adam: the loop a user would write.
-The first epoch of every run is a warm-up and not counted; medians are reported.
+The first epoch of every run is a warm-up and not counted; medians are reported, and the
+ratio is the median of the ratios of adjacent framework/plain pairs.
 
 `--variants` also times the framework with a speed switch on (each against the same plain
 loop): `compile` (runtime.compile=true), `bf16` (trainer.precision=bf16-mixed) and
@@ -115,6 +116,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vae_lab_bench_") as tmp:
         for model in args.models:
             framework, plain, naive, startup, rss = [], [], [], [], []
+            pair_ratios: list[float] = []
             variants = [v for v in args.variants if v != "channels_last" or model == "conv"]
             switched: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(args.repeats):  # alternate, so drifts in machine speed hit both
@@ -125,7 +127,13 @@ def main() -> None:
                 framework += f["train_s_per_epoch"][1:]
                 startup.append(f["startup_s"])
                 rss.append(f["peak_rss_mb"])
-                plain += plain_run(model, args.epochs)["train_s_per_epoch"][1:]
+                p = plain_run(model, args.epochs)["train_s_per_epoch"][1:]
+                plain += p
+                # A ratio per adjacent pair: a drift in machine speed between repeats
+                # (seen here: 2x over minutes on a shared host) cancels out.
+                pair_ratios.append(
+                    statistics.median(f["train_s_per_epoch"][1:]) / statistics.median(p)
+                )
                 naive += plain_run(model, args.epochs, flush_denormal=False)["train_s_per_epoch"][
                     1:
                 ]
@@ -139,7 +147,8 @@ def main() -> None:
                 "framework_s_per_epoch": round(f_s, 3),
                 "plain_s_per_epoch": round(p_s, 3),
                 "plain_without_flush_denormal_s_per_epoch": round(statistics.median(naive), 3),
-                "ratio": round(f_s / p_s, 3),
+                "ratio": round(statistics.median(pair_ratios), 3),  # median over pairs
+                "pair_ratios": [round(r, 3) for r in pair_ratios],
                 "framework_images_per_s": round(images / f_s),
                 "plain_images_per_s": round(images / p_s),
                 "startup_s": round(statistics.median(startup), 2),
@@ -172,7 +181,7 @@ def main() -> None:
         )
     for model in args.models:
         for v, s_per_epoch in results[model]["variants_s_per_epoch"].items():
-            ratio = s_per_epoch / results[model]["plain_s_per_epoch"]
+            ratio = s_per_epoch / results[model]["plain_s_per_epoch"]  # of medians
             print(f"{model:6} with {v}: {s_per_epoch:.2f} s/epoch, ratio {ratio:.3f}")
     print(f"written: {args.out}")
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.config import register_schemas, validate
 from vae_lab.errors import TrainingDiverged, UserError, from_os_error, report_and_exit
+from vae_lab.runtime import apply_runtime, stop_nvml_polling
 from vae_lab.sweeps import check_metric_name, objective, run_sweep_job
 
 if TYPE_CHECKING:
@@ -40,20 +41,6 @@ OmegaConf.register_new_resolver(
     "run_token", lambda: os.environ.get(TOKEN_VAR) or _PROCESS_TOKEN, replace=True
 )
 register_schemas()
-
-
-def apply_runtime(cfg: DictConfig) -> None:
-    """Process-wide torch settings from `cfg.runtime`."""
-    import torch
-
-    # Denormal floats (below ~1e-38) appear in Adam's state and activations as training
-    # goes on and are slow on CPUs: measured here, a plain MLP epoch went from 2.3 s to
-    # 3.2 s by the third epoch without this. Flushing them to zero costs no accuracy.
-    torch.set_flush_denormal(cfg.runtime.flush_denormal)
-    if cfg.runtime.num_threads is not None:
-        torch.set_num_threads(cfg.runtime.num_threads)
-    if cfg.runtime.float32_matmul_precision is not None:
-        torch.set_float32_matmul_precision(cfg.runtime.float32_matmul_precision)
 
 
 def check_accelerator(cfg: DictConfig) -> None:
@@ -165,6 +152,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict
         # Not optional: a diverged run must stop, and a resumed one must draw the same noise.
         callbacks += [DivergenceGuard(), RNGState()]
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+        stop_nvml_polling(trainer.strategy.root_device.type)
     except InstantiationException as e:
         raise UserError(f"could not build the run from its config: {e}") from e
     except (ValueError, TypeError) as e:  # torch.optim's checks of its arguments

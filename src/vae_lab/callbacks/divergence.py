@@ -10,6 +10,7 @@ on disk is the last good one.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -53,8 +54,12 @@ class DivergenceGuard(L.Callback):
     def _check(self, trainer: L.Trainer, loss: Any, stage: str) -> None:
         if not isinstance(loss, torch.Tensor):
             return
-        # 26 us on the CPU (0.4% of a 6 ms MLP step); on a GPU it waits for the step to end
-        finite = bool(torch.isfinite(loss).all())
+        # A scalar is read directly: 0.5 us on the CPU, where torch.isfinite(loss).all()
+        # takes 21 us (measured with timeit). On a GPU either read waits for the step to end.
+        if loss.numel() == 1:
+            finite = math.isfinite(loss.item())
+        else:
+            finite = bool(torch.isfinite(loss).all())
         if trainer.world_size > 1:  # every rank stops together, or the others hang
             finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
         if not finite:
