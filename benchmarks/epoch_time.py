@@ -1,7 +1,7 @@
 """Seconds per training epoch: `vae_lab.train` against a plain PyTorch loop, same everything.
 
     python benchmarks/epoch_time.py [--models mlp conv] [--epochs 3] [--repeats 3] [--out F]
-                                    [--variants compile bf16 channels_last]
+                                    [--variants compile bf16 channels_last] [--device cuda]
 
 For each model, framework and plain runs alternate `--repeats` times. The framework run is
 the real command (`python -m vae_lab.train model=...`, default logging and callbacks, on
@@ -14,6 +14,10 @@ ratio is the median of the ratios of adjacent framework/plain pairs.
 `--variants` also times the framework with a speed switch on (each against the same plain
 loop): `compile` (runtime.compile=true), `bf16` (trainer.precision=bf16-mixed) and
 `channels_last` (runtime.channels_last=true, conv only).
+
+`--device cuda` runs both on the GPU (`trainer=gpu`; the plain loop holds the data and
+cuts its batches on the GPU too, as the framework does) and waits for the GPU at each
+epoch's end, so the seconds are the GPU's.
 """
 
 from __future__ import annotations
@@ -42,11 +46,14 @@ VARIANTS = {
 }
 
 
-def framework_run(model: str, epochs: int, out_dir: Path, extra: list[str] | None = None) -> dict:
+def framework_run(
+    model: str, epochs: int, out_dir: Path, extra: list[str] | None = None, device: str = "cpu"
+) -> dict:
     """One `python -m vae_lab.train` run (plus `extra` overrides): timing.json, start-up."""
     run_dir = out_dir / f"{model}-{time.time_ns()}"
+    trainer = "trainer=cpu" if device == "cpu" else "trainer=gpu"
     cmd = [
-        sys.executable, "-m", "vae_lab.train", f"model={model}", "trainer=cpu",
+        sys.executable, "-m", "vae_lab.train", f"model={model}", trainer,
         f"trainer.max_epochs={epochs}", f"hydra.run.dir={run_dir}",
         "+callbacks.epoch_timer._target_=vae_lab.callbacks.timing.EpochTimer", *(extra or []),
     ]  # fmt: skip
@@ -57,7 +64,7 @@ def framework_run(model: str, epochs: int, out_dir: Path, extra: list[str] | Non
     return timing
 
 
-def plain_run(model: str, epochs: int, flush_denormal: bool = True) -> dict:
+def plain_run(model: str, epochs: int, flush_denormal: bool = True, device: str = "cpu") -> dict:
     """The same networks, data and optimizer in a hand-written loop.
 
     With `flush_denormal` as the framework sets it by default (the fair comparison of
@@ -68,18 +75,18 @@ def plain_run(model: str, epochs: int, flush_denormal: bool = True) -> dict:
         cfg = compose("train", overrides=[f"model={model}", "paths.output_dir=unused"])
     datamodule = instantiate(cfg.data)
     datamodule.load()
-    images = datamodule.splits["train"][0].float() / 255  # (N, 1, 28, 28) in [0, 1]
+    images = datamodule.splits["train"][0].to(device).float() / 255  # (N, 1, 28, 28), [0, 1]
     shape = list(images.shape[1:])
     torch.manual_seed(0)
-    encoder = instantiate(cfg.model.encoder, input_shape=shape, _convert_="all")
-    decoder = instantiate(cfg.model.decoder, input_shape=shape, _convert_="all")
+    encoder = instantiate(cfg.model.encoder, input_shape=shape, _convert_="all").to(device)
+    decoder = instantiate(cfg.model.decoder, input_shape=shape, _convert_="all").to(device)
     params = [*encoder.parameters(), *decoder.parameters()]
     optimizer = torch.optim.Adam(params, lr=cfg.optimizer.lr)
     batch_size = cfg.data.batch_size
     seconds = []
     for _ in range(epochs):
         start = time.time()
-        order = torch.randperm(len(images))
+        order = torch.randperm(len(images), device=device)
         for i in range(0, len(images), batch_size):
             x = images[order[i : i + batch_size]]
             q = encoder(x)
@@ -90,6 +97,8 @@ def plain_run(model: str, epochs: int, flush_denormal: bool = True) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
         seconds.append(time.time() - start)
     return {"train_s_per_epoch": seconds, "steps_per_epoch": -(-len(images) // batch_size)}
 
@@ -107,9 +116,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench.json")
     parser.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANTS))
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first epoch is warm-up)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch finds no GPU here; leave --device out for the CPU")
 
     import_s = statistics.median(lightning_import_s() for _ in range(3))
     results: dict[str, dict] = {}
@@ -121,22 +133,20 @@ def main() -> None:
             switched: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(args.repeats):  # alternate, so drifts in machine speed hit both
                 for v in variants:
-                    timing = framework_run(model, args.epochs, Path(tmp), VARIANTS[v])
+                    timing = framework_run(model, args.epochs, Path(tmp), VARIANTS[v], args.device)
                     switched[v] += timing["train_s_per_epoch"][1:]
-                f = framework_run(model, args.epochs, Path(tmp))
+                f = framework_run(model, args.epochs, Path(tmp), device=args.device)
                 framework += f["train_s_per_epoch"][1:]
                 startup.append(f["startup_s"])
                 rss.append(f["peak_rss_mb"])
-                p = plain_run(model, args.epochs)["train_s_per_epoch"][1:]
+                p = plain_run(model, args.epochs, device=args.device)["train_s_per_epoch"][1:]
                 plain += p
                 # A ratio per adjacent pair: a drift in machine speed between repeats
                 # (seen here: 2x over minutes on a shared host) cancels out.
                 pair_ratios.append(
                     statistics.median(f["train_s_per_epoch"][1:]) / statistics.median(p)
                 )
-                naive += plain_run(model, args.epochs, flush_denormal=False)["train_s_per_epoch"][
-                    1:
-                ]
+                naive += plain_run(model, args.epochs, False, args.device)["train_s_per_epoch"][1:]
             steps, f_s, p_s = (
                 f["steps_per_epoch"],
                 statistics.median(framework),
@@ -164,6 +174,7 @@ def main() -> None:
     results["machine"] = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "bench_process_peak_rss_mb": round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         ),

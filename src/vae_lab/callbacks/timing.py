@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 
 class EpochTimer(L.Callback):
@@ -32,8 +33,15 @@ class EpochTimer(L.Callback):
             self.first_step_at = time.time()
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
     ) -> None:
+        if batch_idx == trainer.num_training_batches - 1 and pl_module.device.type == "cuda":
+            torch.cuda.synchronize()  # the epoch ends when the GPU has done its work
         self.last_batch_end = time.time()
         self.images += len(batch.images)
 
