@@ -41,13 +41,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from vae_lab.callbacks.divergence import DivergenceGuard
-from vae_lab.callbacks.rng_state import RNGState
 from vae_lab.data.batches import Batch
 from vae_lab.models.build import build_vae
 from vae_lab.models.vae import VAE
 from vae_lab.runtime import stop_nvml_polling
-from vae_lab.train import CONFIG_DIR
+from vae_lab.train import CONFIG_DIR, build_callbacks, build_loggers
 
 PHASES = ("data", "forward", "backward", "optimizer")
 IMAGE_CALLBACKS = ("image_grids", "latent_pictures", "embedding_projector")
@@ -110,7 +108,7 @@ def module_loop(cfg: Any, datamodule: Any) -> dict[str, float]:
         x, _ = images[index].to(torch.float32).div_(255.0), labels[index]
         t0 = time.perf_counter()
         terms = vae.elbo_terms(x)
-        loss = (terms.recon + vae.beta * terms.kl).mean()
+        loss = vae.loss(terms)
         t1 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -132,8 +130,7 @@ class ManualVAE(VAE):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         optimizer = cast(torch.optim.Optimizer, self.optimizers())
-        terms = self.elbo_terms(batch.images)
-        loss = (terms.recon + self.beta * terms.kl).mean()
+        loss = self.loss(self.elbo_terms(batch.images))
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
@@ -156,11 +153,9 @@ def lightning_loop(cfg: Any, datamodule: Any, variant: str = "lightning") -> dic
     timed_training_step(vae, timer)
     callbacks: list[L.Callback] = [timer]
     loggers: Any = False
-    if variant == "framework":
-        per_step = {k: c for k, c in cfg.callbacks.items() if k not in IMAGE_CALLBACKS}
-        callbacks += [instantiate(c) for c in per_step.values()]
-        callbacks += [DivergenceGuard(), RNGState()]
-        loggers = [instantiate(c) for c in cfg.logger.values()]
+    if variant == "framework":  # cfg has the image callbacks set to null (main)
+        callbacks += build_callbacks(cfg)
+        loggers = build_loggers(cfg)
     trainer = L.Trainer(
         max_epochs=1,
         accelerator="cpu",
@@ -191,7 +186,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="vae_lab_phases_") as tmp:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose("train", overrides=[f"model={args.model}", f"paths.output_dir={tmp}"])
+            overrides = [f"model={args.model}", f"paths.output_dir={tmp}"]
+            overrides += [f"callbacks.{name}=null" for name in IMAGE_CALLBACKS]  # not per step
+            cfg = compose("train", overrides=overrides)
         datamodule = instantiate(cfg.data)
         datamodule.load()
         stop_nvml_polling("cpu")

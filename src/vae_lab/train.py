@@ -126,11 +126,9 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict
     quiet_lightning()
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
-    from lightning.pytorch.callbacks import ProgressBar
     from lightning.pytorch.utilities import rank_zero_only
 
-    from vae_lab.callbacks.divergence import DivergenceGuard, last_checkpoint
-    from vae_lab.callbacks.rng_state import RNGState
+    from vae_lab.callbacks.divergence import last_checkpoint
     from vae_lab.models.build import build_vae
     from vae_lab.models.speed import apply_speedups
     from vae_lab.outputs import all_finite, log_final_hparams, stage_metrics, write_json_atomic
@@ -143,14 +141,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict
         datamodule.load()
         model = apply_speedups(build_vae(cfg, datamodule.input_shape), cfg.runtime)
         model.configure_optimizers()  # a bad optimizer/scheduler setting fails here, not mid-fit
-        # `callbacks.<name>=null` (or `~callbacks.<name>`) drops one
-        logger_cfgs = (c for c in (cfg.get("logger") or {}).values() if c is not None)
-        loggers = [_build_logger(c, resume) for c in logger_cfgs]
-        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-        if cfg.trainer.enable_progress_bar is False:  # else Lightning refuses the bar callback
-            callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-        # Not optional: a diverged run must stop, and a resumed one must draw the same noise.
-        callbacks += [DivergenceGuard(), RNGState()]
+        loggers = build_loggers(cfg, resume)
+        callbacks = build_callbacks(cfg)
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
         stop_nvml_polling(trainer.strategy.root_device.type)
     except InstantiationException as e:
@@ -234,6 +226,27 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict
         print(f"Test ELBO: {metrics['test'].get('elbo', float('nan')):.2f} nats per image")
         print(f"View it with: tensorboard --logdir {run_dir}  (all runs: --logdir outputs)")
     return summary
+
+
+def build_loggers(cfg: DictConfig, resume: Resume | None = None) -> list[Any]:
+    """The run's loggers from `cfg.logger`; `logger.<name>=null` drops one."""
+    return [_build_logger(c, resume) for c in (cfg.get("logger") or {}).values() if c is not None]
+
+
+def build_callbacks(cfg: DictConfig) -> list[Any]:
+    """The run's callbacks: those of `cfg.callbacks` (`callbacks.<name>=null`, or
+    `~callbacks.<name>`, drops one) and the two that are not optional."""
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ProgressBar
+
+    from vae_lab.callbacks.divergence import DivergenceGuard
+    from vae_lab.callbacks.rng_state import RNGState
+
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if cfg.trainer.enable_progress_bar is False:  # else Lightning refuses the bar callback
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    # A diverged run must stop, and a resumed one must draw the same noise.
+    return [*callbacks, DivergenceGuard(), RNGState()]
 
 
 def _build_logger(node: DictConfig, resume: Resume | None) -> Any:

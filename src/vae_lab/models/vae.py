@@ -91,6 +91,10 @@ class VAE(L.LightningModule):
         kl = self.prior.kl(out.posterior)  # (B,)
         return ELBOTerms(elbo=-(recon + kl), recon=recon, kl=kl)
 
+    def loss(self, terms: ELBOTerms) -> torch.Tensor:
+        """The training objective: recon + beta * KL, averaged over the batch (scalar)."""
+        return (terms.recon + self.beta * terms.kl).mean()
+
     @torch.no_grad()
     def iw_log_likelihood(
         self, x: torch.Tensor, k: int, decode_batch: int | None = None
@@ -128,7 +132,7 @@ class VAE(L.LightningModule):
 
     def _common_step(self, batch: Batch, stage: str) -> torch.Tensor:
         terms = self.elbo_terms(batch.images)
-        loss = (terms.recon + self.beta * terms.kl).mean()
+        loss = self.loss(terms)
         training = stage == "train"
         if training and not self._logs_this_step():
             return loss
