@@ -74,6 +74,15 @@ def test_bernoulli_log_prob_by_hand() -> None:
     torch.testing.assert_close(Bernoulli().mean(logits), p)
 
 
+def test_bernoulli_log_prob_of_k_samples_by_hand() -> None:
+    """Logits for k samples of z, (k, B, C, H, W), against one x per image, (B, C, H, W)."""
+    torch.manual_seed(0)
+    logits, x = torch.randn(3, 2, 1, 4, 4) * 4, torch.rand(2, 1, 4, 4).bernoulli()
+    p = torch.sigmoid(logits.double())
+    by_hand = (x * p.log() + (1 - x) * (1 - p).log()).flatten(2).sum(-1)  # (k, B)
+    torch.testing.assert_close(Bernoulli().log_prob(x, logits), by_hand.float())
+
+
 def test_gaussian_log_prob_by_hand() -> None:
     mean, x, sigma = torch.full((2, 1, 3, 3), 0.5), torch.rand(2, 1, 3, 3), 0.3
     sq = ((x - mean) ** 2).flatten(1).sum(-1)

@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from vae_lab.errors import UserError
 
 BINARIZE_CHOICES = ("none", "dynamic")
+VAL_SPLIT_CHOICES = ("random", "last")
 MAX_SEED = 2**32 - 1  # numpy's limit, which Lightning's seed_everything enforces
 
 
@@ -32,6 +33,7 @@ class DataConfig:
     batch_size: int = 128
     eval_batch_size: int = 1000
     val_size: int = 5000
+    val_split: str = "random"
     split_seed: int = 0
     shuffle_seed: int = 0
     binarize: str = "none"
@@ -215,6 +217,10 @@ def validate(cfg: DictConfig) -> None:
     if data.val_size < 1:
         raise UserError(
             f"data.val_size must be at least 1, got {data.val_size}; for example data.val_size=5000"
+        )
+    if data.val_split not in VAL_SPLIT_CHOICES:
+        raise UserError(
+            f"data.val_split must be one of {', '.join(VAL_SPLIT_CHOICES)}, got {data.val_split!r}"
         )
     if data.binarize not in BINARIZE_CHOICES:
         raise UserError(

@@ -54,8 +54,17 @@ class Bernoulli(Likelihood):
     discrete = True
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        target = x.expand_as(params)
-        return -_sum_pixels(F.binary_cross_entropy_with_logits(params, target, reduction="none"))
+        """log p(x|l) = sum_p [x_p l_p - softplus(l_p)] for logits l (log sigmoid(l) = l -
+        softplus(l), log(1 - sigmoid(l)) = -softplus(l)).
+
+        Written out rather than as `torch.distributions.Bernoulli` or a binary cross-entropy
+        of x broadcast to the logits' shape: for the k samples of the importance-weighted
+        bound, x . l is one batched product with x never copied k times, and softplus is
+        the only elementwise pass (measured in benchmarks/iw_eval.py).
+        """
+        logits = params.flatten(-3)  # (..., B, P)
+        data = x.flatten(-3).to(logits.dtype)  # (B, P)
+        return torch.einsum("...bp,bp->...b", logits, data) - F.softplus(logits).sum(-1)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)
