@@ -83,6 +83,16 @@ def test_bernoulli_log_prob_of_k_samples_by_hand() -> None:
     torch.testing.assert_close(Bernoulli().log_prob(x, logits), by_hand.float())
 
 
+def test_bernoulli_min_prob_caps_each_pixel_cost() -> None:
+    """min_prob=1e-5 (the VampPrior code's clamp): a pixel the decoder calls impossible costs
+    -log(1e-5) = 11.513 nats, not the ~1000 its logit says."""
+    logits = torch.full((1, 1, 1, 2), -1000.0)
+    x = torch.tensor([[[[1.0, 0.0]]]])
+    cost = -Bernoulli(min_prob=1e-5).log_prob(x, logits)
+    torch.testing.assert_close(cost, torch.tensor([-math.log(1e-5) - math.log(1 - 1e-5)]))
+    assert Bernoulli(min_prob=1e-5).mean(logits).min().item() == pytest.approx(1e-5)
+
+
 def test_gaussian_log_prob_by_hand() -> None:
     mean, x, sigma = torch.full((2, 1, 3, 3), 0.5), torch.rand(2, 1, 3, 3), 0.3
     sq = ((x - mean) ** 2).flatten(1).sum(-1)
