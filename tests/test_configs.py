@@ -75,12 +75,7 @@ def test_article_experiment_is_the_articles_setting(compose_cfg: ComposeFn) -> N
 
 def test_latent_dim_reaches_every_part(compose_cfg: ComposeFn) -> None:
     cfg = compose_cfg("model=conv", "latent_dim=7")
-    assert (
-        cfg.model.encoder.latent_dim
-        == cfg.model.decoder.latent_dim
-        == cfg.model.prior.latent_dim
-        == 7
-    )
+    assert cfg.model.encoder.latent_dim == cfg.model.decoder.latent_dim == cfg.prior.latent_dim == 7
 
 
 def test_trainer_schema_is_lightnings_signature() -> None:

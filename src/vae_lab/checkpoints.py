@@ -15,6 +15,7 @@ from typing import Any, cast
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lab.config import MODEL_GROUPS
 from vae_lab.errors import UserError, brief
 from vae_lab.models.vae import VAE
 
@@ -26,7 +27,7 @@ _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)|(\S+) was not an 
 # `_target_`s it names, so only these may appear there. Else a weights-only file whose
 # config named `os.system` as its encoder would run a command when loaded.
 SAFE_TARGETS = ("vae_lab.", "torch.optim.")
-BUILT_FROM_CONFIG = ("model", "likelihood", "optimizer", "scheduler")
+BUILT_FROM_CONFIG = (*MODEL_GROUPS, "optimizer", "scheduler")
 
 
 def resolve(path: str | Path) -> Path:
@@ -109,7 +110,7 @@ def build_model(ckpt: dict[str, Any]) -> VAE:
     check_targets(hparams["config"])
     cfg = saved_config(ckpt)
     try:
-        model = build_vae(cfg, hparams["input_shape"])
+        model = build_vae(cfg, hparams["input_shape"], hparams.get("num_classes", 10))
         model.load_state_dict(ckpt["state_dict"])
     except (InstantiationException, KeyError, RuntimeError, TypeError, ValueError) as e:
         raise UserError(

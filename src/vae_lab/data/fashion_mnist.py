@@ -126,6 +126,11 @@ class FashionMNISTDataModule(L.LightningDataModule):
         return order[: self.val_size], order[self.val_size :]
 
     @property
+    def num_classes(self) -> int:
+        """The number of classes a label can name (a class-conditional model's one-hot size)."""
+        return len(CLASS_NAMES)
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         """(C, H, W) of one image, read from the data."""
         self.load()
