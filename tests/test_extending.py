@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
+from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from tests.conftest import tiny_overrides
@@ -43,7 +43,7 @@ scale: 2.0
 """
 
 
-def _compose(extra_dir: Path, *overrides: str):  # noqa: ANN202
+def _compose(extra_dir: Path, *overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", [f"hydra.searchpath=[file://{extra_dir}]", "prior=toy", *overrides])
     with open_dict(cfg):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import vae_lab
@@ -83,7 +84,7 @@ def _test_split(data_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return datamodule.splits["test"]
 
 
-def _sample_cfg(run: Path, data_root: Path, out: Path, *overrides: str):
+def _sample_cfg(run: Path, data_root: Path, out: Path, *overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(
             "sample",
