@@ -170,3 +170,25 @@ def test_the_issues_example_combination_runs(tiny_data: Path, tmp_path: Path) ->
     assert math.isfinite(result.iw_nll) and result.kl_per_dim is None  # a mixture prior
     out = tmp_path / "s.png"
     assert out in sample.run(_sample_cfg(run, tiny_data, out, "sample.label=3", "sample.n=4"))
+
+
+def test_a_checkpoint_from_before_the_model_groups_still_loads_and_resumes(
+    compose_cfg: ComposeFn, trained_run: Path, tmp_path: Path
+) -> None:
+    # The layout such a run saved: the prior inside `model`, no module, objective, KL
+    # schedule or conditioning groups; the weights are named as today.
+    ckpt = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    config = ckpt["hyper_parameters"]["config"]
+    config["model"]["prior"] = config.pop("prior")
+    for group in ("module", "objective", "kl_schedule", "conditioning"):
+        del config[group]
+    del ckpt["hyper_parameters"]["num_classes"]
+    old = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    old.parent.mkdir(parents=True)
+    torch.save(ckpt, old)
+
+    model, today = vae_lab.load(old), vae_lab.load(trained_run)
+    for name, weight in today.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], weight)
+    resumed = train(compose_cfg(f"ckpt_path={old}", "latent_dim=4", "trainer.max_epochs=2"))
+    assert resumed["status"] == "completed" and resumed["epochs"] == 2
