@@ -33,7 +33,7 @@ class ScaledNormalPrior(Prior):
         return (-0.5 * (math.log(2 * math.pi) + torch.log(var) + z**2 / var)).sum(-1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self._randn(n, self.latent_dim, generator=generator) * self.log_scale.exp()
+        return self.randn(n, self.latent_dim, generator=generator) * self.log_scale.exp()
 
 
 TOY_YAML = f"""\
