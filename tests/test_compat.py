@@ -35,8 +35,11 @@ def test_the_options_listed_here_are_all_there_are() -> None:
         assert sorted(options) == sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
 
 
+Nodes = tuple[DictConfig, dict[tuple[str, str], DictConfig]]
+
+
 @pytest.fixture(scope="module")
-def nodes() -> tuple[DictConfig, dict[tuple[str, str], DictConfig]]:
+def nodes() -> Nodes:
     """The default config, and each option's node as its YAML file defines it."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         base = compose("train", ["latent_dim=2", "paths.output_dir=unused"])
@@ -51,7 +54,7 @@ def nodes() -> tuple[DictConfig, dict[tuple[str, str], DictConfig]]:
     return base, options
 
 
-def _config(nodes, combination) -> DictConfig:
+def _config(nodes: Nodes, combination: tuple) -> DictConfig:
     base, options = nodes
     cfg = base.copy()
     *choices, free_bits = combination
@@ -65,7 +68,7 @@ def _config(nodes, combination) -> DictConfig:
     return cfg
 
 
-def test_every_combination_builds_and_trains_or_is_refused_in_one_line(nodes) -> None:
+def test_every_combination_builds_and_trains_or_is_refused_in_one_line(nodes: Nodes) -> None:
     torch.manual_seed(0)
     x, y = torch.rand(3, 1, 28, 28).round(), torch.tensor([0, 4, 9])
     refused = []
@@ -99,7 +102,7 @@ def test_every_combination_builds_and_trains_or_is_refused_in_one_line(nodes) ->
     )  # with free bits only ELBO and N(0, I) go: 3 * 3 * 2 combinations
 
 
-def test_a_conditioning_with_an_encoder_that_cannot_take_it_is_refused(nodes) -> None:
+def test_a_conditioning_with_an_encoder_that_cannot_take_it_is_refused(nodes: Nodes) -> None:
     cfg = _config(nodes, ("mlp", "standard_normal", "elbo", "constant", "label", 0.0))
     cfg.model.encoder = {"_target_": "tests.test_compat.PlainEncoder"}
     with pytest.raises(

@@ -23,7 +23,10 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
 
 
-BUILT_GROUPS = ["model", "likelihood", "optimizer", "scheduler", "data", "experiment"]
+BUILT_GROUPS = [
+    *("module", "model", "likelihood", "prior", "objective", "kl_schedule", "conditioning"),
+    *("optimizer", "scheduler", "data", "experiment"),
+]
 CASES = [(g, o) for g in BUILT_GROUPS for o in _options(g)]
 
 

@@ -98,7 +98,7 @@ def prepare(ckpt_path: str, config: Mapping[str, Any]) -> Resume:
             "training cannot continue from it; resume from a checkpoints/last.ckpt written "
             "by `python -m vae_lab.train`"
         )
-    saved = ckpt["hyper_parameters"]["config"]
+    saved = checkpoints.upgrade(ckpt["hyper_parameters"]["config"])
     diff = differences(saved, config)
     if diff:
         overrides = path.parent.parent / ".hydra" / "overrides.yaml"

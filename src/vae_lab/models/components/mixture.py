@@ -52,6 +52,6 @@ class MixturePrior(Prior):
         means, log_vars = self.components()
         device = generator.device if generator is not None else means.device
         pick = torch.randint(len(means), (n,), generator=generator, device=device)
-        noise = self._randn(n, self.latent_dim, generator=generator)
+        noise = self.randn(n, self.latent_dim, generator=generator)
         pick = pick.to(means.device)
         return means[pick] + torch.exp(0.5 * log_vars[pick]) * noise

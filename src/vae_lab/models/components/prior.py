@@ -56,7 +56,7 @@ class Prior(nn.Module, ABC):
         """KL(q || p) of each latent dim, shape (B, D), where it splits by dim; else None."""
         return None
 
-    def _randn(self, *shape: int, generator: torch.Generator | None) -> torch.Tensor:
+    def randn(self, *shape: int, generator: torch.Generator | None) -> torch.Tensor:
         """Standard normal noise drawn on the generator's device, then moved to the prior's."""
         anchor = self._device_anchor
         if generator is None:
@@ -74,7 +74,7 @@ class StandardNormalPrior(Prior):
         return Normal(zero, zero + 1.0, validate_args=False).log_prob(z).sum(-1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self._randn(n, self.latent_dim, generator=generator)
+        return self.randn(n, self.latent_dim, generator=generator)
 
     def kl(self, posterior: Independent, z: torch.Tensor) -> torch.Tensor:
         """Closed form (Kingma & Welling 2014, App. B); z is not needed."""
