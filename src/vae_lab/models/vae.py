@@ -105,13 +105,23 @@ class VAE(L.LightningModule):
         images (chunk x B), so memory stays bounded for k = 5000. The k log-weights
         (k x B floats) are kept and reduced with a log-sum-exp, which subtracts their
         maximum first: the weights themselves (e^-250 and below) would underflow.
+
+        Computed in the weights' precision (fp32 under `bf16-mixed` or `16-mixed`), with
+        autocast off: log p(x|z) is a sum of 784 terms of a few hundred nats, which bf16's
+        8-bit mantissa would carry with errors of about one nat.
         """
-        posterior = self.encoder(x)
-        budget = decode_batch or self.iw_decode_batch
-        chunk = max(1, min(k, budget // x.shape[0]))
-        log_w = torch.cat(
-            [self._log_weights(x, posterior, min(chunk, k - start)) for start in range(0, k, chunk)]
-        )  # (k, B)
+        dtype = next(self.parameters(), x).dtype  # the weights': fp32 under mixed precision
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.to(dtype)
+            posterior = self.encoder(x)
+            budget = decode_batch or self.iw_decode_batch
+            chunk = max(1, min(k, budget // x.shape[0]))
+            log_w = torch.cat(
+                [
+                    self._log_weights(x, posterior, min(chunk, k - start))
+                    for start in range(0, k, chunk)
+                ]
+            )  # (k, B)
         return torch.logsumexp(log_w.float(), dim=0) - math.log(k)
 
     def _log_weights(self, x: torch.Tensor, posterior: DiagonalGaussian, n: int) -> torch.Tensor:
