@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from tests.conftest import ComposeFn
-from vae_lab.evaluation.metrics import active_units
+from vae_lab.data.batches import IndexBatches
+from vae_lab.evaluation.metrics import active_units, evaluate
 from vae_lab.models.build import build_vae
 from vae_lab.models.components.gaussian import DiagonalGaussian
 from vae_lab.models.components.likelihoods import Gaussian, bits_per_dim
@@ -126,6 +127,27 @@ def test_kl_per_dim_is_the_closed_form_term_of_each_dim() -> None:
 def test_bits_per_dim_converts_nats_per_image() -> None:
     # a code of one bit per pixel: 784 ln 2 nats for a 28x28 image
     assert float(bits_per_dim(torch.tensor(784 * math.log(2)), 784)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("likelihood", "pixels", "has_bpd"),
+    [("bernoulli", "binary", True), ("bernoulli", "8-bit", False), ("gaussian", "binary", False)],
+)
+def test_bits_per_dim_only_where_a_probability_mass_scores_binary_images(
+    compose_cfg: ComposeFn, likelihood: str, pixels: str, has_bpd: bool
+) -> None:
+    # -log p is a code length only for a pmf (Bernoulli) over the 0/1 images it is a pmf of
+    model = build_vae(compose_cfg(f"likelihood={likelihood}", "latent_dim=2"), (1, 28, 28))
+    images = torch.randint(0, 256, (40, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    images = images.to(torch.uint8)
+    if pixels == "binary":
+        images = (images >= 128).to(torch.uint8) * 255
+    batches = IndexBatches(images, torch.zeros(40, dtype=torch.long), 20, shuffle=False)
+    result = evaluate(model, batches, k=5)
+    if has_bpd:
+        assert result.bpd == pytest.approx(result.iw_nll / (784 * math.log(2)), rel=1e-6)
+    else:
+        assert result.bpd is None
 
 
 def test_the_bound_under_bf16_autocast_is_the_fp32_bound(compose_cfg: ComposeFn) -> None:

@@ -31,7 +31,7 @@ from torch import nn
 
 from vae_lab.data.batches import Batch
 from vae_lab.models.components.gaussian import DiagonalGaussian
-from vae_lab.models.components.likelihoods import Likelihood, bits_per_dim
+from vae_lab.models.components.likelihoods import Likelihood, bits_per_dim, is_binary
 from vae_lab.models.components.prior import StandardNormalPrior
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -156,7 +156,7 @@ class VAE(L.LightningModule):
         if stage == "test" and self.iw_samples > 0:
             iw_nll = -self.iw_log_likelihood(batch.images, self.iw_samples)
             metrics["test/iw_nll"] = iw_nll.mean()
-            if self.likelihood.discrete:
+            if self.likelihood.discrete and is_binary(batch.images):  # a code length only then
                 metrics["test/bpd"] = bits_per_dim(iw_nll, batch.images[0].numel()).mean()
         # Values stay on the device; validation and test are reduced at epoch end (across
         # processes too), so no step forces a host sync beyond the logger's own cadence.
