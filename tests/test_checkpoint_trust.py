@@ -7,53 +7,19 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.conftest import ComposeFn
-from vae_lab import allowed_targets, evaluate, sample
-from vae_lab.errors import USER_ERROR_EXIT, UserError
+from tests.conftest import COMMANDS, ComposeFn, one_line_error
+from vae_lab import allowed_targets
+from vae_lab.errors import UserError
 from vae_lab.models.build import build_vae
-from vae_lab.train import CONFIG_DIR, TOKEN_VAR, cli
-
-COMMANDS: dict[str, Callable[[], None]] = {
-    "evaluate": evaluate.main,
-    "sample": sample.main,
-    "train": cli,
-}
-
-
-def one_line_error(
-    command: str,
-    args: list[str],
-    cwd: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> str:
-    """Run `python -m vae_lab.<command> ARGS` in this process; return its one error line."""
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [f"vae_lab.{command}", *args])
-    monkeypatch.setenv(TOKEN_VAR, "test")
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            COMMANDS[command]()
-    finally:
-        GlobalHydra.instance().clear()
-    err = capsys.readouterr().err
-    assert exit_info.value.code == USER_ERROR_EXIT, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
-
+from vae_lab.train import CONFIG_DIR
 
 # --- a checkpoint's config never runs code --------------------------------------------------
 
@@ -90,7 +56,7 @@ def _place(config: dict[str, Any], where: str, node: Any) -> str:
     return where.split(".")[0]
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize(
     "place", ["top-level group", "nested dict", "list element", "through vae_lab", "interpolation"]
 )
@@ -152,7 +118,7 @@ def _bad_files(run: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize(
     "kind",
     [
@@ -181,7 +147,7 @@ def test_any_file_given_as_a_checkpoint_is_one_line_saying_what_it_is_not(
     assert not list(tmp_path.glob("outputs/*/*/*"))  # the command's directory was removed
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("command", COMMANDS)
 def test_an_output_directory_that_cannot_be_made_is_one_line(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
