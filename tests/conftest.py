@@ -102,6 +102,47 @@ def compose_cfg(tiny_data: Path, tmp_path: Path) -> ComposeFn:
     return _compose
 
 
+def _entry_points() -> dict[str, Callable[[], None]]:
+    from vae_lab import evaluate, sample
+    from vae_lab.train import cli
+
+    return {"evaluate": evaluate.main, "sample": sample.main, "train": cli}
+
+
+COMMANDS = ("evaluate", "sample", "train")
+
+
+def one_line_error(
+    command: str,
+    args: Sequence[str],
+    cwd: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> str:
+    """Run `python -m vae_lab.<command> ARGS` through its real entry point in this process
+    (fast: no new interpreter); check that it ends with one `error:` line and exit status
+    2, no traceback, and return that line."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from vae_lab.errors import USER_ERROR_EXIT
+    from vae_lab.train import TOKEN_VAR
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [f"vae_lab.{command}", *args])
+    monkeypatch.setenv(TOKEN_VAR, "test")  # cli() sets it; monkeypatch puts it back
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            _entry_points()[command]()
+    finally:
+        GlobalHydra.instance().clear()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == USER_ERROR_EXIT, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
 def run_cli(
     args: Sequence[str], cwd: Path, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:

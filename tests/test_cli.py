@@ -125,19 +125,25 @@ def test_multirun_gives_each_job_its_own_directory(tmp_path: Path, tiny_data: Pa
 
 
 def test_runs_started_together_get_distinct_directories(tmp_path: Path) -> None:
-    # Hydra composes and creates the run directory before our code runs: a failing value
-    # check makes each process cheap while still exercising the directory naming.
-    script = (
-        "import sys; sys.argv=['train','trainer.max_epochs=1','hydra.job.chdir=false'];"
-        "from hydra.core.hydra_config import HydraConfig;import vae_lab.train as t;"
-        "t.train=lambda cfg: print(HydraConfig.get().runtime.output_dir) or {'test': {}};t.main()"
-    )
+    # Four real commands at once, each a one-job sweep that fails its value check (cheap,
+    # and a sweep keeps its failed job's directory). The directory is named by nothing but
+    # the token each command draws: without one, or with one shared, jobs would collide.
+    args = ["-m", "latent_dim=0", "hydra.sweep.dir=outputs/same_${run_token:}"]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "vae_lab.train", *args],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(4)
     ]
-    dirs = [p.communicate(timeout=120)[0].strip() for p in procs]
-    assert all(p.returncode == 0 for p in procs)
-    assert len(set(dirs)) == 4, dirs
+    for proc in procs:
+        proc.communicate(timeout=120)
+    assert [proc.returncode for proc in procs] == [1] * 4  # each job failed, as it should
+    sweeps = list((tmp_path / "outputs").glob("same_*"))
+    assert len(sweeps) == 4
+    for sweep in sweeps:
+        (job,) = sweep.glob("0_*")
+        assert json.loads((job / "metrics.json").read_text())["status"] == "failed"

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import gzip
+import hashlib
 import shutil
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -12,7 +18,7 @@ from tests.conftest import TINY_TEST, TINY_TRAIN, write_fashion_mnist
 from vae_lab.data import files
 from vae_lab.data.batches import Batch, IndexBatches
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
-from vae_lab.data.idx import IdxFormatError
+from vae_lab.data.idx import IdxFormatError, read_idx
 from vae_lab.errors import UserError
 
 
@@ -130,23 +136,57 @@ def test_real_fashion_mnist_reads_whole() -> None:
     assert torch.bincount(dm.splits["test"][1]).tolist() == [1000] * 10
 
 
-def test_download_fills_the_cache_when_asked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def local_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A Fashion-MNIST mirror on 127.0.0.1 serving tiny `.gz` files, and torchvision's
+    downloader pointed at it (its list of mirrors and checksums): the real download code,
+    without the network this machine lacks. Yields the directory the mirror serves."""
+    from torchvision.datasets import FashionMNIST
+
+    served = tmp_path / "mirror"
+    written = write_fashion_mnist(tmp_path / "written", n_train=20, n_test=10)
+    served.mkdir()
+    resources = []
+    for stem in (s for pair in files.SPLIT_FILES.values() for s in pair):
+        gz = written / f"{stem}.gz"
+        data = gz.read_bytes() if gz.is_file() else gzip.compress((written / stem).read_bytes())
+        (served / f"{stem}.gz").write_bytes(data)
+        resources.append((f"{stem}.gz", hashlib.md5(data).hexdigest()))
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(FashionMNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+    monkeypatch.setattr(FashionMNIST, "resources", resources)
     monkeypatch.setattr(files, "SYSTEM_DIR", tmp_path / "no-system-package")
-    fetched: list[Path] = []
+    try:
+        yield written
+    finally:
+        server.shutdown()
+        server.server_close()
 
-    def fake_download(cache_dir: Path) -> None:  # stands in for torchvision's network fetch
-        fetched.append(cache_dir)
-        write_fashion_mnist(cache_dir / "FashionMNIST" / "raw", n_train=20, n_test=10)
 
-    monkeypatch.setattr(files, "_download", fake_download)
+def test_download_fills_the_cache_when_asked(local_mirror: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
     with pytest.raises(UserError, match="not found"):
-        files.locate(None, str(tmp_path / "cache"), download=False)
-    dm = FashionMNISTDataModule(cache_dir=str(tmp_path / "cache"), download=True, val_size=5)
-    dm.prepare_data()
+        files.locate(None, str(cache), download=False)
+    dm = FashionMNISTDataModule(cache_dir=str(cache), download=True, val_size=5)
+    dm.prepare_data()  # fetched over HTTP, checked against the md5s, unpacked
     dm.setup("fit")
-    assert fetched == [tmp_path / "cache"] and len(dm.splits["test"][0]) == 10
+    assert (cache / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+    expected = read_idx(local_mirror / "t10k-images-idx3-ubyte", 3).unsqueeze(1)
+    assert torch.equal(dm.splits["test"][0], expected)  # the images the mirror served
+
+
+def test_a_failed_download_is_one_clear_error(
+    local_mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchvision.datasets import FashionMNIST
+
+    (name, _), *rest = FashionMNIST.resources
+    monkeypatch.setattr(FashionMNIST, "resources", [(name, "0" * 32), *rest])  # corrupted
+    with pytest.raises(UserError, match=r"downloading Fashion-MNIST into .*cache failed"):
+        files.locate(None, str(tmp_path / "cache"), download=True)
 
 
 def test_dynamic_binarization_draws_fresh_training_pixels(tiny_data: Path) -> None:

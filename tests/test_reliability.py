@@ -141,13 +141,25 @@ def test_checkpoint_write_is_all_or_nothing(tmp_path: Path) -> None:
         io.save_checkpoint({"w": torch.zeros(3), "unpicklable": lambda: 0}, target)
     assert torch.load(target, weights_only=True)["w"].tolist() == [1.0, 1.0, 1.0]
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # no temporary left
-    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def test_importing_the_writer_leaves_the_umask_alone_and_files_follow_it(tmp_path: Path) -> None:
+    # In a fresh process with umask 027, every os.umask call is recorded from the import on.
+    script = (
+        "import os, sys\n"
+        "calls, real = [], os.umask\n"
+        "real(0o027)\n"
+        "os.umask = lambda mask: calls.append(mask) or real(mask)\n"
+        "import torch, vae_lab.checkpoint_io as io\n"
+        "io.AtomicCheckpointIO().save_checkpoint({'w': torch.ones(1)}, sys.argv[1])\n"
+        "print(oct(os.stat(sys.argv[1]).st_mode & 0o777), calls)\n"
+    )
+    target = tmp_path / "last.ckpt"
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(target)], capture_output=True, text=True, check=True
+    )
+    # 0666 & ~027 = 0640, the mode of any file written under umask 027; no call to os.umask
+    assert result.stdout.split() == ["0o640", "[]"]
 
 
 def test_checkpoint_killed_while_writing_is_never_half_written(tmp_path: Path) -> None:
@@ -210,7 +222,8 @@ def test_checkpoint_config_naming_foreign_code_is_refused(
     ckpt = checkpoints.load(trained_run)
     node = {"_target_": "builtins.open", "_args_": [str(marker), "w"]}
     ckpt["hyper_parameters"]["config"]["likelihood"] = node  # plain data: weights-only loads it
-    with pytest.raises(UserError, match=r"names 'builtins\.open', and only classes under"):
+    # build_model checks again what `load` checked: the dict may have changed in between
+    with pytest.raises(UserError, match=r"_target_ 'builtins\.open' at config\.likelihood;"):
         checkpoints.build_model(ckpt)
     assert not marker.exists()
     instantiate(OmegaConf.create(node))  # what building it unchecked would have done

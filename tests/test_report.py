@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -94,3 +95,33 @@ def test_report_errors_are_one_line(
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and message in result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+def _finished_run(root: Path, name: str, test: dict[str, float]) -> None:
+    (root / name).mkdir(parents=True)
+    summary = {"status": "completed", "epochs": 1, "test": test}
+    (root / name / "metrics.json").write_text(json.dumps(summary))
+
+
+@pytest.mark.parametrize(
+    "metric", ["test/elbo", "test/iw_nll", "test/bpd", "test/recon", "test/loss", "test/fid"]
+)
+def test_sort_puts_the_best_run_first_whichever_way_the_metric_points(
+    tmp_path: Path, metric: str
+) -> None:
+    # Three runs of one model family, b better than a better than c by every measure: the
+    # highest ELBO and the lowest NLL, bits/dim, reconstruction error, loss and FID; and a
+    # run whose metrics are NaN, which sorts last either way.
+    numbers = {
+        "a": (-245.0, 240.0, 0.44, 230.0, 245.0, 31.0),
+        "b": (-235.0, 230.0, 0.42, 220.0, 235.0, 12.0),
+        "c": (-255.0, 250.0, 0.46, 240.0, 255.0, 48.0),
+        "d": (math.nan,) * 6,
+    }
+    names = ("elbo", "iw_nll", "bpd", "recon", "loss", "fid")
+    for run, values in numbers.items():
+        _finished_run(tmp_path, run, dict(zip(names, values, strict=True)))
+    result = report_cli(tmp_path, "--sort", metric)
+    assert result.returncode == 0, result.stderr
+    order = [row.split(",")[0] for row in (tmp_path / "report.csv").read_text().splitlines()[1:]]
+    assert order == ["b", "a", "c", "d"]

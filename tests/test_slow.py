@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,6 @@ def test_learns_on_the_real_data(compose_cfg: ComposeFn, tmp_path: Path, model: 
         tiny=False,
     )
     summary = train(cfg)
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == summary
     # An untrained Bernoulli decoder scores about 784 * log 2 = 543 nats; 150 steps of
     # learning bring the test reconstruction well below that.
     assert summary["test"]["recon"] < 300

@@ -12,15 +12,12 @@ new one, never a mixture.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-
-_UMASK = os.umask(0o022)  # read the process's umask (this is the only way) and restore it
-os.umask(_UMASK)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -33,9 +30,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp_name = _create_beside(target)
         try:
-            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes it 0600; a checkpoint is not secret
             with os.fdopen(fd, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
@@ -45,6 +41,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             Path(tmp_name).unlink(missing_ok=True)
             raise
         _fsync_directory(target.parent)  # make the rename itself survive a power cut
+
+
+def _create_beside(target: Path) -> tuple[int, str]:
+    """A new file `.<name>.<random>.tmp` beside `target`, opened for writing.
+
+    Created with mode 0666 so the kernel applies the process's umask, as for any file the
+    user writes (`tempfile.mkstemp` would make it 0600: a checkpoint is not secret). The
+    umask is never read or changed: that would touch process-wide state.
+    """
+    while True:
+        name = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), name
+        except FileExistsError:  # 2^-48 per try: another writer drew the same name
+            continue
 
 
 def _fsync_directory(directory: Path) -> None:

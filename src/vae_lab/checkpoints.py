@@ -1,34 +1,39 @@
-"""Checkpoints of this project: find one, load it weights-only, rebuild its model.
+"""Checkpoints of this project: find one, load it weights-only, check it, rebuild its model.
 
 A checkpoint is data from somewhere else, so it is read with `torch.load(weights_only=True)`:
 tensors, numbers, strings and containers only. A file that carries pickled Python objects
-(which could run code when unpickled) is refused, never loaded.
+(which could run code when unpickled) is refused, never loaded. Whatever else a path holds
+(text, random bytes, nothing, a truncated file, another program's checkpoint, a directory)
+is one `UserError` saying what it is not. `load` is the one way in for every command that
+reads a checkpoint (evaluate, sample, train with ckpt_path), and it refuses a checkpoint
+whose saved config names anything but vae_lab's own kinds of class (`allowed_targets`)
+before anything of it is used.
 """
 
 from __future__ import annotations
 
+import codecs
 import copy
 import pickle
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab.config import MODEL_GROUPS
+from vae_lab import allowed_targets
 from vae_lab.errors import UserError, brief
 from vae_lab.models.vae import VAE
 
 LAST = Path("checkpoints") / "last.ckpt"
+FIX = "pass a .ckpt written by `python -m vae_lab.train` (or its run directory)"
 # How torch's weights-only unpickler names a callable it refused to import.
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)|(\S+) was not an allowed global")
-
-# A checkpoint's config is data from elsewhere too: rebuilding its model instantiates the
-# `_target_`s it names, so only these may appear there. Else a weights-only file whose
-# config named `os.system` as its encoder would run a command when loaded.
-SAFE_TARGETS = ("vae_lab.", "torch.optim.")
-BUILT_FROM_CONFIG = (*MODEL_GROUPS, "optimizer", "scheduler")
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6 is a zip archive
+_PICKLE_PROTOCOL = 0x80  # the first byte of a pickle (protocol 2 and up): torch's old format
 _PARTS = "vae_lab.models.components"
 
 
@@ -42,38 +47,93 @@ def resolve(path: str | Path) -> Path:
             f"{p} is a directory without {LAST}; pass a run directory that has checkpoints, "
             "or the path of a .ckpt file"
         )
-    if not p.is_file():
+    if not p.exists():
         raise UserError(f"checkpoint {p} does not exist; pass the path of a .ckpt file")
+    if not p.is_file():
+        raise UserError(f"{p} is not a regular file (a device or pipe?), not a checkpoint; {FIX}")
     return p
 
 
-def load(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint of this project, weights-only, on the CPU."""
-    p = resolve(path)
+def _unreadable(p: Path, error: Exception) -> UserError:
+    """What a file that torch cannot read is, judged from its first bytes."""
+    with p.open("rb") as f:
+        head = f.read(4096)
+    if not head:
+        what = "the file is empty"
+    elif head.startswith(_ZIP_MAGIC):
+        what = f"it is a PyTorch zip archive cut short or damaged ({brief(error, 120)})"
+    elif head[0] == _PICKLE_PROTOCOL:
+        what = "it is a pickle cut short or damaged (PyTorch's old format)"
+    else:
+        try:  # incremental: a character cut at the 4096th byte is still text
+            codecs.getincrementaldecoder("utf-8")().decode(head.replace(b"\0", b"\xff"))
+            what = "it is a text file"
+        except UnicodeDecodeError:
+            what = "its bytes are in neither of PyTorch's formats (zip archive, pickle)"
+    return UserError(f"{p} is not a readable checkpoint: {what}; {FIX}")
+
+
+def _read(p: Path) -> Any:
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         unsafe = _UNSAFE_GLOBAL.search(str(e))
         if unsafe is None:  # not a pickle torch can read at all
-            raise UserError(
-                f"{p} is not a readable PyTorch checkpoint (truncated or corrupt?)"
-            ) from e
+            raise _unreadable(p, e) from e
         raise UserError(
             f"refused to load {p}: it holds pickled Python objects "
             f"({unsafe.group(1) or unsafe.group(2)}), which "
             "could run code when loaded; only weights-only checkpoints are read. Re-save it "
             "as tensors from a source you trust"
         ) from e
-    except (OSError, RuntimeError, EOFError, ValueError) as e:
-        raise UserError(
-            f"{p} is not a readable PyTorch checkpoint (truncated or corrupt?): {brief(e)}"
-        ) from e
-    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in hparams:
-        raise UserError(
-            f"{p} is not a vae_lab checkpoint (it has no saved run config); pass a .ckpt "
-            "written by `python -m vae_lab.train`"
+    except PermissionError as e:
+        raise UserError(f"cannot read {p}: permission denied; {FIX}") from e
+    except Exception as e:  # whatever a malformed file makes the unpickler raise
+        raise _unreadable(p, e) from e
+
+
+def _foreign(p: Path, ckpt: Any) -> UserError:
+    """A readable torch file that is not a vae_lab checkpoint: say what it holds instead."""
+    if (
+        isinstance(ckpt, Mapping)
+        and ckpt
+        and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+    ):
+        what = (
+            f"a bare state_dict ({len(ckpt)} tensors, as `torch.save(model.state_dict())` writes)"
         )
+    elif isinstance(ckpt, Mapping) and "state_dict" in ckpt:
+        what = "a Lightning checkpoint of another program (no vae_lab run config in it)"
+    else:
+        what = f"a {type(ckpt).__name__}, not a checkpoint"
+    return UserError(
+        f"{p} is not a vae_lab checkpoint: it holds {what}, and the model is rebuilt from the "
+        f"run config a vae_lab checkpoint saves; {FIX}"
+    )
+
+
+def _shape_ok(shape: Any) -> bool:
+    return (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+    )
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint of this project, weights-only, on the CPU, and check its config."""
+    p = resolve(path)
+    ckpt = _read(p)
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hparams, dict) or not isinstance(hparams.get("config"), dict):
+        raise _foreign(p, ckpt)
+    if not isinstance(ckpt.get("state_dict"), dict) or not _shape_ok(hparams.get("input_shape")):
+        raise UserError(
+            f"{p} is a damaged vae_lab checkpoint: its state_dict or input_shape is missing "
+            f"or malformed; {FIX}"
+        )
+    allowed_targets.check(hparams)  # before anything of it is built or compared
+    saved_config(ckpt)  # a config OmegaConf cannot take is refused here, not later
     return cast(dict[str, Any], ckpt)
 
 
@@ -106,27 +166,10 @@ def upgrade(config: dict[str, Any]) -> dict[str, Any]:
 
 def saved_config(ckpt: dict[str, Any]) -> DictConfig:
     """The composed config the checkpoint's run was trained with (in today's layout)."""
-    return cast(DictConfig, OmegaConf.create(upgrade(ckpt["hyper_parameters"]["config"])))
-
-
-def _targets(tree: Any) -> list[str]:
-    if isinstance(tree, dict):
-        own = [str(tree["_target_"])] if "_target_" in tree else []
-        return own + [t for value in tree.values() for t in _targets(value)]
-    if isinstance(tree, list):
-        return [t for value in tree for t in _targets(value)]
-    return []
-
-
-def check_targets(config: dict[str, Any]) -> None:
-    """Refuse a saved config that would instantiate anything outside `SAFE_TARGETS`."""
-    for target in _targets({key: config.get(key) for key in BUILT_FROM_CONFIG}):
-        if not target.startswith(SAFE_TARGETS):
-            raise UserError(
-                f"refused to rebuild the model: the checkpoint's config names {target!r}, and "
-                f"only classes under {' or '.join(SAFE_TARGETS)} are built from a "
-                "checkpoint (anything else could run code); use a checkpoint from a trusted run"
-            )
+    try:
+        return cast(DictConfig, OmegaConf.create(upgrade(ckpt["hyper_parameters"]["config"])))
+    except OmegaConfBaseException as e:
+        raise UserError(f"the checkpoint's saved config is malformed: {brief(e)}; {FIX}") from e
 
 
 def build_model(ckpt: dict[str, Any]) -> VAE:
@@ -136,7 +179,7 @@ def build_model(ckpt: dict[str, Any]) -> VAE:
     from vae_lab.models.build import build_vae
 
     hparams = ckpt["hyper_parameters"]
-    check_targets(upgrade(hparams["config"]))
+    allowed_targets.check(hparams)  # again: `ckpt` may have changed since `load`
     cfg = saved_config(ckpt)
     try:
         model = build_vae(cfg, hparams["input_shape"], hparams.get("num_classes", 10))

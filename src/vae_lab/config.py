@@ -170,7 +170,13 @@ TrainConfig = cast(
 
 
 def register_schemas() -> None:
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    """`train_schema`, and those of the commands that read a checkpoint (evaluate, sample)."""
+    from vae_lab.checkpoint_job import EvaluateConfig, SampleConfig
+
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    store.store(name="evaluate_schema", node=EvaluateConfig)
+    store.store(name="sample_schema", node=SampleConfig)
 
 
 def _positive(value: Any, name: str, example: str) -> None:

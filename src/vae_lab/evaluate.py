@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from vae_lab.config import check_eval
+from vae_lab.checkpoint_job import check_evaluate
 from vae_lab.errors import UserError, report_and_exit
 from vae_lab.train import CONFIG_DIR, discard_if_unused
 
@@ -34,9 +34,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from vae_lab.evaluation.trained import load_trained, split_data
     from vae_lab.outputs import write_json_atomic
 
-    check_eval(cfg.eval, min_k=1)
-    if cfg.eval.limit is not None and not cfg.eval.limit > 0:
-        raise UserError(f"eval.limit must be a positive integer or null, got {cfg.eval.limit}")
+    check_evaluate(cfg)
     trained = load_trained(cfg)
     images, labels = split_data(trained, cfg, cfg.eval.split)
     images, labels = images[: cfg.eval.limit], labels[: cfg.eval.limit]

@@ -12,10 +12,13 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import hydra
 from hydra.errors import (
     CompactHydraException,
     ConfigCompositionException,
@@ -25,7 +28,28 @@ from hydra.errors import (
 )
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from vae_lab.errors import UserError, from_os_error, report_and_exit
+from vae_lab.errors import UserError, brief, from_os_error, report_and_exit
+
+_HYDRA_DIR = Path(hydra.__file__).resolve().parent
+_OUR_DIR = Path(__file__).resolve().parent
+
+
+def _in_hydra_startup(error: BaseException) -> bool:
+    """Whether `error` was raised by Hydra's own start-up (the run directory, its `.hydra/`,
+    the log file), before the command's code ran: no frame of vae_lab's lies between
+    Hydra's entry and the error."""
+    files = [Path(f.filename).resolve() for f in traceback.extract_tb(error.__traceback__)]
+    entry = next((i for i, f in enumerate(files) if f.is_relative_to(_HYDRA_DIR)), None)
+    return entry is not None and not any(f.is_relative_to(_OUR_DIR) for f in files[entry:])
+
+
+def _startup_os_error(error: OSError) -> UserError:
+    where = f" ({error.filename})" if error.filename else ""
+    return UserError(
+        f"cannot create the command's output directory{where}: "
+        f"{error.strerror or brief(error)}; choose a writable place with hydra.run.dir=DIR "
+        "(hydra.sweep.dir=DIR with -m)"
+    )
 
 
 def _first_line(error: BaseException) -> str:
@@ -87,7 +111,7 @@ def reported() -> Iterator[None]:
     except (HydraException, OmegaConfBaseException, OSError) as e:
         user_error = from_hydra_error(e)
         if user_error is None and isinstance(e, OSError):
-            user_error = from_os_error(e)
+            user_error = _startup_os_error(e) if _in_hydra_startup(e) else from_os_error(e)
         if user_error is None and isinstance(e, CompactHydraException):
             # e.g. a sweep's JobFailed, re-raised once the other jobs are done: its message
             # is the whole story, as Hydra would print it without HYDRA_FULL_ERROR

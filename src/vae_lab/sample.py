@@ -24,21 +24,14 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig
 
-from vae_lab.errors import UserError, report_and_exit
+from vae_lab.checkpoint_job import check_in_range, check_sample
+from vae_lab.errors import UserError, from_os_error, report_and_exit
 from vae_lab.train import CONFIG_DIR, discard_if_unused
 
 if TYPE_CHECKING:
+    import torch
+
     from vae_lab.models.vae import VAE
-
-
-def _check(cfg: DictConfig) -> None:
-    s = cfg.sample
-    for key in ("n", "nrow", "n_reconstructions", "interpolation_steps", "steps"):
-        value = s[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"sample.{key} must be a positive integer, got {value!r}")
-    if not str(s.out).lower().endswith(".png"):
-        raise UserError(f"sample.out must name a .png file, got {s.out!r}")
 
 
 def _check_label(label: object, model: VAE) -> None:
@@ -57,27 +50,17 @@ def _check_label(label: object, model: VAE) -> None:
 def run(cfg: DictConfig) -> list[Path]:
     """Write the grids `cfg.sample` asks for; return their paths."""
     import torch
-    from torchvision.utils import save_image
 
     from vae_lab.evaluation import pictures
     from vae_lab.evaluation.trained import load_trained, split_data
 
-    _check(cfg)
+    check_sample(cfg)
     s = cfg.sample
     trained = load_trained(cfg)
     model, latent_dim = trained.model, trained.model.prior.latent_dim
     _check_label(s.label, model)
     images, labels = split_data(trained, cfg, "test")
-    picked = [*s.interpolation, s.traversal_image]
-    if any(not 0 <= int(i) < len(images) for i in picked) or len(s.interpolation) != 2:
-        raise UserError(
-            f"sample.interpolation (two indices) and sample.traversal_image must be test "
-            f"image indices in [0, {len(images)}), got {list(s.interpolation)} and "
-            f"{s.traversal_image}"
-        )
-    dims = list(range(latent_dim)) if s.traversal_dims is None else list(s.traversal_dims)
-    if not dims or any(not 0 <= int(d) < latent_dim for d in dims):
-        raise UserError(f"sample.traversal_dims must be dims in [0, {latent_dim}), got {dims}")
+    dims = check_in_range(s, len(images), latent_dim)
 
     def draws(pixels: bool) -> torch.Tensor:  # the same z both times: one seed
         generator = torch.Generator().manual_seed(cfg.seed)
@@ -103,16 +86,25 @@ def run(cfg: DictConfig) -> list[Path]:
     if latent_dim == 2:
         grids["_manifold"] = pictures.manifold_2d(model, label=label)
 
-    out = Path(s.out)
+    return _write(grids, Path(s.out))
+
+
+def _write(grids: dict[str, torch.Tensor], out: Path) -> list[Path]:
+    """`<out stem><suffix>.png` for each grid; on a failure to write, none of them."""
+    from torchvision.utils import save_image
+
+    written: list[Path] = []
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create the directory of sample.out={out}: {e}") from e
-    written = []
-    for suffix, grid in grids.items():
-        path = out.with_name(f"{out.stem}{suffix}.png")
-        save_image(grid, path)
-        written.append(path)
+        for suffix, grid in grids.items():
+            path = out.with_name(f"{out.stem}{suffix}.png")
+            written.append(path)
+            save_image(grid, path)
+    except OSError as e:  # a read-only place, a full disk: say so, keep nothing half-done
+        for done in written:
+            done.unlink(missing_ok=True)
+        raise from_os_error(e) or UserError(f"cannot write sample.out={out}: {e}") from e
+    for path, grid in zip(written, grids.values(), strict=True):
         print(f"Wrote {path} ({grid.shape[2]}x{grid.shape[1]})")
     return written
 

@@ -1,7 +1,7 @@
 """Test-set numbers a paper would print: ELBO, the importance-weighted NLL, active units.
 
 Units as everywhere in vae_lab: nats per image, summed over pixels and latent dims and
-averaged over images; bits per dim only where the likelihood is discrete.
+averaged over images; bits per dim only where a discrete likelihood scores binarized images.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from vae_lab.data.batches import Batch
-from vae_lab.models.components.likelihoods import bits_per_dim
+from vae_lab.models.components.likelihoods import bits_per_dim, is_binary
 from vae_lab.models.vae import VAE
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016, Sec. 5.2
@@ -41,7 +41,7 @@ class SplitMetrics:
     recon: float
     kl: float
     iw_nll: float  # -L_k, an upper bound on -log p(x); -ELBO at k = 1
-    bpd: float | None  # iw_nll in bits per pixel; None for a density over continuous pixels
+    bpd: float | None  # iw_nll in bits per pixel; None unless a pmf scores binarized images
     active_units: int
     kl_per_dim: list[float] | None  # None where the prior's KL does not split by dim
     mean_variance_per_dim: list[float]  # Var_x(E_q[z_d]), what active units threshold
@@ -67,7 +67,7 @@ def evaluate(
     model = model.to(device).eval()
     totals = torch.zeros(4, dtype=torch.float64)  # elbo, recon, kl, iw log-likelihood
     kl_dims: torch.Tensor | None = None
-    means, count, dims = [], 0, 0
+    means, count, dims, binary = [], 0, 0, True
     for batch in batches:
         posterior = model.encode(batch)
         terms = model.elbo_terms(batch)
@@ -79,7 +79,9 @@ def evaluate(
             per_dim = per_dim.double().sum(dim=0).cpu()
             kl_dims = per_dim if kl_dims is None else kl_dims + per_dim
         means.append(posterior.mean.float().cpu())
-        count, dims = count + len(batch.images), batch.images[0].numel()
+        x = batch.images
+        count, dims = count + len(x), x[0].numel()
+        binary = binary and is_binary(x.float() / 255.0 if x.dtype == torch.uint8 else x)
         if on_batch is not None:
             on_batch(count)
     if count == 0:
@@ -93,7 +95,9 @@ def evaluate(
         recon=recon,
         kl=kl,
         iw_nll=-iw_ll,
-        bpd=float(bits_per_dim(torch.tensor(-iw_ll), dims)) if model.likelihood.discrete else None,
+        bpd=float(bits_per_dim(torch.tensor(-iw_ll), dims))
+        if model.likelihood.discrete and binary
+        else None,
         active_units=n_active,
         kl_per_dim=None if kl_dims is None else (kl_dims / count).float().tolist(),
         mean_variance_per_dim=variances.tolist(),

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import cast
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab import checkpoints
-from vae_lab.errors import UserError
+from vae_lab.checkpoint_job import SPLITS
+from vae_lab.config import DataConfig
+from vae_lab.data.fashion_mnist import FashionMNISTDataModule
+from vae_lab.errors import UserError, brief
 from vae_lab.models.vae import VAE
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -68,13 +70,7 @@ def split_data(trained: Trained, cfg: DictConfig, split: str) -> tuple[torch.Ten
     the same held-out validation images, the same fixed binarization of val and test."""
     if split not in SPLITS:
         raise UserError(f"split {split!r} is not one of {', '.join(SPLITS)}")
-    data_cfg = trained.config.data.copy()
-    with open_dict(data_cfg):
-        for key in ("root", "cache_dir"):
-            if cfg.data.get(key) is not None:
-                data_cfg[key] = cfg.data[key]
-        data_cfg.download = False
-    datamodule = instantiate(data_cfg)
+    datamodule = _datamodule(trained.config, cfg)
     datamodule.load()
     if datamodule.input_shape != trained.input_shape:
         raise UserError(
@@ -83,3 +79,25 @@ def split_data(trained: Trained, cfg: DictConfig, split: str) -> tuple[torch.Ten
         )
     images, labels = datamodule.splits[split]
     return images, labels
+
+
+def _datamodule(saved: DictConfig, cfg: DictConfig) -> FashionMNISTDataModule:
+    """The project's own data module, built with the checkpoint's saved values (typed by
+    the training schema) and never through a `_target_` of the checkpoint; `data.root` and
+    `data.cache_dir` of the command win, and nothing is downloaded."""
+    data = saved.get("data")
+    target = data.get("_target_") if isinstance(data, DictConfig) else None
+    if target != DataConfig._target_:
+        raise UserError(
+            f"the checkpoint's data module is {target!r}; evaluate and sample rebuild only "
+            f"{DataConfig._target_}, the data vae_lab trains on"
+        )
+    try:
+        values = cast(DictConfig, OmegaConf.merge(OmegaConf.structured(DataConfig), data))
+    except OmegaConfBaseException as e:
+        raise UserError(f"the checkpoint's data config is malformed: {brief(e)}") from e
+    for key in ("root", "cache_dir"):
+        if cfg.data.get(key) is not None:
+            values[key] = cfg.data[key]
+    kwargs = {f.name: values[f.name] for f in fields(DataConfig) if f.name != "_target_"}
+    return FashionMNISTDataModule(**{**kwargs, "download": False})

@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("dir", type=Path, help="a multirun directory, a run, or all of outputs/")
     parser.add_argument("--out", type=Path, help="where to write the files (default: DIR)")
-    parser.add_argument("--sort", help="a metric to sort by, best first, e.g. test/elbo")
+    parser.add_argument(
+        "--sort", help="a metric to sort by, best first: lowest NLL, bpd, loss; highest ELBO"
+    )
     args = parser.parse_args(argv)
     try:
         report = make_report(args.dir, args.out, args.sort)

@@ -12,6 +12,10 @@ from vae_lab.report.runs import Run
 
 # Metric names in the order a reader wants them; others follow alphabetically.
 METRIC_ORDER = ("elbo", "recon", "kl")
+# Name parts of metrics where lower is better: a code length or a loss (nats, bits), and
+# distances between sample and data distributions (FID, KID). The ELBO, and a metric named
+# by none of these, sorts highest first.
+LOWER_IS_BETTER = frozenset({"nll", "bpd", "recon", "loss", "fid", "kid"})
 MAX_ERROR_CHARS = 100  # in the Markdown table; the CSV keeps the whole message
 
 
@@ -35,15 +39,23 @@ def _natural(value: str | None) -> tuple[int, float, str]:
         return (1, 0.0, value)
 
 
+def lower_is_better(metric: str) -> bool:
+    """`test/iw_nll`, `val/recon`, `test/bpd_8bit`, `train/loss`: yes; `val/elbo`: no."""
+    name = metric.rsplit("/", 1)[-1].lower()
+    return bool(LOWER_IS_BETTER & set(name.split("_")))
+
+
 def sort_runs(runs: Sequence[Run], keys: Sequence[str], by: str | None = None) -> list[Run]:
     """By the swept keys (a grid reads in order), or best first by the metric `by`
-    (higher is better for ELBOs; runs without the metric last)."""
+    (lowest first for NLL, bpd, recon, loss, FID, KID; highest first for the ELBO and
+    others; runs without a finite value last)."""
     if by is None:
         return sorted(runs, key=lambda r: ([_natural(r.overrides.get(k)) for k in keys], r.name))
+    sign = 1.0 if lower_is_better(by) else -1.0
 
     def score(run: Run) -> float:
         value = run.metrics.get(by, math.nan)
-        return -value if math.isfinite(value) else math.inf
+        return sign * value if math.isfinite(value) else math.inf
 
     return sorted(runs, key=lambda r: (score(r), r.name))
 

@@ -22,6 +22,12 @@ def bits_per_dim(nll: torch.Tensor, dims: int) -> torch.Tensor:
     return nll / (dims * math.log(2))
 
 
+def is_binary(x: torch.Tensor) -> bool:
+    """Whether every pixel is 0 or 1: the data a probability mass over {0, 1}^D scores, so
+    its -log p is a code length that `bits_per_dim` may convert (binarized data only)."""
+    return bool(((x == 0) | (x == 1)).all())
+
+
 def _sum_pixels(values: torch.Tensor) -> torch.Tensor:
     return values.flatten(-3).sum(-1)  # (..., C, H, W) -> (...)
 
