@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from vae_lab.errors import UserError
 from vae_lab.models.compat import check_model_config
 from vae_lab.models.vae import VAE
 
@@ -39,5 +40,8 @@ def build_vae(cfg: DictConfig, input_shape: Sequence[int], num_classes: int = 10
         iw_decode_batch=cfg.eval.decode_batch,
     )
     if not isinstance(module, VAE):
-        raise TypeError(f"module._target_ must name a VAE (sub)class, got {type(module).__name__}")
+        raise UserError(
+            f"module._target_ must name vae_lab.models.vae.VAE or a subclass of it, got "
+            f"{type(module).__name__}"
+        )
     return module
