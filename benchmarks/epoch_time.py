@@ -101,7 +101,7 @@ def plain_run(model: str, epochs: int, flush_denormal: bool = True, device: str 
             q = encoder(x)
             logits = decoder(q.rsample())
             bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none")
-            kl = 0.5 * (q.mean**2 + q.log_var.exp() - 1 - q.log_var).sum(-1)
+            kl = 0.5 * (q.mean**2 + q.variance - 1 - q.variance.log()).sum(-1)
             loss = (bce.flatten(1).sum(-1) + kl).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

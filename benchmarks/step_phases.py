@@ -7,7 +7,7 @@ script takes the difference apart. In one process, alternating, each run one epo
 real training split (430 steps at batch 128):
 
 - `module loop`: the same `VAE` module and data as the framework, driven by a hand-written
-  loop (cut a uint8 batch, convert it, `elbo_terms`, zero_grad, backward, Adam step, read
+  loop (cut a uint8 batch, convert it, `training_loss`, zero_grad, backward, Adam step, read
   the loss);
 - `lightning`: `lightning.Trainer.fit` of that module and data module with no logger and
   no callback but the phase timer, so what differs is Lightning's loop alone.
@@ -105,10 +105,9 @@ def module_loop(cfg: Any, datamodule: Any) -> dict[str, float]:
     end = time.perf_counter()  # of the previous step
     for start in range(0, len(images), batch_size):
         index = order[start : start + batch_size]
-        x, _ = images[index].to(torch.float32).div_(255.0), labels[index]
+        x, y = images[index].to(torch.float32).div_(255.0), labels[index]
         t0 = time.perf_counter()
-        terms = vae.elbo_terms(x)
-        loss = vae.loss(terms)
+        loss = vae.training_loss(Batch(x, y)).loss
         t1 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -130,7 +129,7 @@ class ManualVAE(VAE):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         optimizer = cast(torch.optim.Optimizer, self.optimizers())
-        loss = self.loss(self.elbo_terms(batch.images))
+        loss = self.training_loss(batch).loss
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()

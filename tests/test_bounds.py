@@ -14,9 +14,10 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.distributions import Independent
 
 from vae_lab.evaluation.metrics import active_units
-from vae_lab.models.components.gaussian import DiagonalGaussian
+from vae_lab.models.components.gaussian import diagonal_gaussian, standard_normal_kl_per_dim
 from vae_lab.models.components.likelihoods import Gaussian, bits_per_dim
 from vae_lab.models.components.prior import StandardNormalPrior
 from vae_lab.models.vae import VAE
@@ -39,9 +40,9 @@ class ExactPosterior(nn.Module):
         super().__init__()
         self.shift = shift
 
-    def forward(self, x: torch.Tensor) -> DiagonalGaussian:
+    def forward(self, x: torch.Tensor) -> Independent:
         mean = (x.flatten(1) - B) @ W @ POSTERIOR_COV / SIGMA**2 + self.shift
-        return DiagonalGaussian(mean, POSTERIOR_COV.diagonal().log().expand_as(mean))
+        return diagonal_gaussian(mean, POSTERIOR_COV.diagonal().log().expand_as(mean))
 
 
 def linear_gaussian_vae(shift: float = 0.0) -> VAE:
@@ -68,7 +69,7 @@ def x() -> torch.Tensor:
 
 @pytest.mark.parametrize("k", [1, 7, 100])
 def test_with_the_exact_posterior_every_k_gives_log_p_x(x: torch.Tensor, k: int) -> None:
-    bound = linear_gaussian_vae().iw_log_likelihood(x, k)
+    bound = linear_gaussian_vae().iw_log_likelihood((x, None), k)
     torch.testing.assert_close(bound, log_evidence(x), atol=1e-4, rtol=1e-5)
 
 
@@ -76,9 +77,9 @@ def test_with_a_worse_posterior_the_bound_tightens_towards_log_p_x(x: torch.Tens
     torch.manual_seed(1)
     model, exact = linear_gaussian_vae(shift=0.3), log_evidence(x).mean()
     repeated = x.repeat(200, 1, 1, 1)  # many draws per image, to average the noise away
-    elbo = model.elbo_terms(repeated).elbo.mean()
-    l_1 = model.iw_log_likelihood(repeated, 1)
-    bounds = {k: model.iw_log_likelihood(x, k).mean() for k in (10, 5000)}
+    elbo = model.elbo_terms((repeated, None)).elbo.mean()
+    l_1 = model.iw_log_likelihood((repeated, None), 1)
+    bounds = {k: model.iw_log_likelihood((x, None), k).mean() for k in (10, 5000)}
     # a bound in expectation: one estimate may pass log p(x) by its noise, ~0.003 here
     assert elbo < bounds[10] < bounds[5000] < exact + 0.01
     # L_1 is the ELBO up to Monte Carlo noise (its KL is sampled, the ELBO's exact)
@@ -89,9 +90,9 @@ def test_with_a_worse_posterior_the_bound_tightens_towards_log_p_x(x: torch.Tens
 def test_chunking_the_samples_changes_memory_not_the_estimate(x: torch.Tensor) -> None:
     model = linear_gaussian_vae(shift=0.7)
     torch.manual_seed(2)
-    whole = model.iw_log_likelihood(x, 300, decode_batch=300 * len(x))
+    whole = model.iw_log_likelihood((x, None), 300, decode_batch=300 * len(x))
     torch.manual_seed(2)
-    chunked = model.iw_log_likelihood(x, 300, decode_batch=len(x))  # one sample per call
+    chunked = model.iw_log_likelihood((x, None), 300, decode_batch=len(x))  # one per call
     assert whole.shape == chunked.shape == (len(x),)
     # other draws, same estimator: agreement within Monte Carlo noise
     assert (whole - chunked).abs().mean() < 0.05
@@ -100,7 +101,7 @@ def test_chunking_the_samples_changes_memory_not_the_estimate(x: torch.Tensor) -
 def test_the_log_sum_exp_survives_tiny_weights() -> None:
     model = linear_gaussian_vae(shift=0.7)
     far = torch.full((4, 1, 2, 2), 40.0)  # log p(x) around -6000: e^-6000 underflows
-    bound = model.iw_log_likelihood(far, 50)
+    bound = model.iw_log_likelihood((far, None), 50)
     assert torch.isfinite(bound).all() and (bound < -1000).all()
 
 
@@ -115,10 +116,10 @@ def test_active_units_count_the_dims_whose_mean_varies_over_the_data() -> None:
 
 def test_kl_per_dim_is_the_closed_form_term_of_each_dim() -> None:
     # KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - 1 - log s^2) / 2, by hand for each dim
-    q = DiagonalGaussian(torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([[0.0, 0.0, math.log(4)]]))
+    q = diagonal_gaussian(torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([[0.0, 0.0, math.log(4)]]))
     expected = torch.tensor([[0.0, 0.5, (4 + 4 - 1 - math.log(4)) / 2]])
-    torch.testing.assert_close(q.kl_per_dim(), expected)
-    torch.testing.assert_close(q.kl_to_standard_normal(), expected.sum(-1))
+    torch.testing.assert_close(standard_normal_kl_per_dim(q), expected)
+    torch.testing.assert_close(StandardNormalPrior(3).kl(q, q.mean), expected.sum(-1))
 
 
 def test_bits_per_dim_converts_nats_per_image() -> None:

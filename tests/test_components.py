@@ -6,15 +6,20 @@ import math
 
 import pytest
 import torch
-from torch.distributions import Normal, kl_divergence
+from torch.distributions import Independent, Normal
 
 from vae_lab.models.components.conv import ConvDecoder, ConvEncoder
-from vae_lab.models.components.gaussian import DiagonalGaussian
+from vae_lab.models.components.gated_mlp import GatedMLPDecoder, GatedMLPEncoder
+from vae_lab.models.components.gaussian import diagonal_gaussian, log_variance
 from vae_lab.models.components.likelihoods import Bernoulli, Gaussian, GaussianLearnedSigma
 from vae_lab.models.components.mlp import MLPDecoder, MLPEncoder
 from vae_lab.models.components.prior import StandardNormalPrior
 
-ARCHITECTURES = [(MLPEncoder, MLPDecoder), (ConvEncoder, ConvDecoder)]
+ARCHITECTURES = [
+    (MLPEncoder, MLPDecoder),
+    (ConvEncoder, ConvDecoder),
+    (GatedMLPEncoder, GatedMLPDecoder),
+]
 
 
 @pytest.mark.parametrize(("encoder_cls", "decoder_cls"), ARCHITECTURES)
@@ -25,10 +30,23 @@ def test_shape_contract(encoder_cls, decoder_cls, latent_dim: int, input_shape) 
     decoder = decoder_cls(input_shape=input_shape, latent_dim=latent_dim)
     x = torch.rand(5, *input_shape)
     q = encoder(x)
-    assert isinstance(q, DiagonalGaussian)
-    assert q.mean.shape == q.log_var.shape == (5, latent_dim)
+    assert isinstance(q, Independent)
+    assert q.mean.shape == log_variance(q).shape == (5, latent_dim)
     assert decoder(q.rsample()).shape == (5, *input_shape)
-    assert decoder(q.rsample(n=3)).shape == (3, 5, *input_shape)  # K samples of z at once
+    assert decoder(q.rsample((3,))).shape == (3, 5, *input_shape)  # K samples of z at once
+
+
+@pytest.mark.parametrize(("encoder_cls", "decoder_cls"), ARCHITECTURES)
+def test_a_condition_reaches_encoder_and_decoder(encoder_cls, decoder_cls) -> None:
+    shape, classes = (1, 12, 12), 4
+    torch.manual_seed(0)
+    encoder = encoder_cls(input_shape=shape, latent_dim=3, condition_dim=classes)
+    decoder = decoder_cls(input_shape=shape, latent_dim=3, condition_dim=classes)
+    x, z = torch.rand(2, *shape), torch.randn(2, 3)
+    one, two = torch.eye(classes)[[1, 1]], torch.eye(classes)[[2, 2]]
+    assert not torch.allclose(encoder(x, one).mean, encoder(x, two).mean)
+    assert not torch.allclose(decoder(z, one), decoder(z, two))
+    assert decoder(torch.randn(5, 2, 3), one).shape == (5, 2, *shape)  # c broadcasts over K
 
 
 def test_conv_rejects_too_many_layers() -> None:
@@ -36,31 +54,35 @@ def test_conv_rejects_too_many_layers() -> None:
         ConvEncoder(input_shape=(1, 4, 4), latent_dim=2, channels=(8, 8, 8))
 
 
-def test_closed_form_kl_matches_torch() -> None:
-    q = DiagonalGaussian(torch.randn(6, 4), torch.randn(6, 4))
-    expected = kl_divergence(Normal(q.mean, q.std), Normal(0.0, 1.0)).sum(-1)
-    torch.testing.assert_close(StandardNormalPrior(4).kl(q), expected)
+def test_closed_form_kl_by_hand() -> None:
+    # KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - 1 - log s^2) / 2 (Kingma & Welling, App. B)
+    mean, log_var = torch.randn(6, 4), torch.randn(6, 4)
+    q = diagonal_gaussian(mean, log_var)
+    by_hand = 0.5 * (mean**2 + log_var.exp() - 1 - log_var)
+    torch.testing.assert_close(StandardNormalPrior(4).kl_per_dim(q), by_hand)
+    torch.testing.assert_close(StandardNormalPrior(4).kl(q, q.rsample()), by_hand.sum(-1))
 
 
-def test_gaussian_log_prob_and_prior_match_torch() -> None:
-    q = DiagonalGaussian(torch.randn(6, 4), torch.randn(6, 4))
+def test_gaussian_log_prob_and_prior_by_hand() -> None:
+    mean, log_var = torch.randn(6, 4), torch.randn(6, 4)
+    q = diagonal_gaussian(mean, log_var)
     z = q.rsample()
-    torch.testing.assert_close(q.log_prob(z), Normal(q.mean, q.std).log_prob(z).sum(-1))
-    torch.testing.assert_close(
-        StandardNormalPrior(4).log_prob(z), Normal(0.0, 1.0).log_prob(z).sum(-1)
-    )
+    log_2pi = math.log(2 * math.pi)
+    by_hand = -0.5 * (log_2pi + log_var + (z - mean) ** 2 / log_var.exp()).sum(-1)
+    torch.testing.assert_close(q.log_prob(z), by_hand)
+    torch.testing.assert_close(StandardNormalPrior(4).log_prob(z), -0.5 * (log_2pi + z**2).sum(-1))
 
 
 def test_rsample_is_reparameterized() -> None:
     mean = torch.zeros(3, 2, requires_grad=True)
-    DiagonalGaussian(mean, torch.zeros(3, 2)).rsample().sum().backward()
+    diagonal_gaussian(mean, torch.zeros(3, 2)).rsample().sum().backward()
     assert mean.grad is not None and torch.all(mean.grad == 1.0)
 
 
 def test_rsample_moments() -> None:
     torch.manual_seed(0)
-    q = DiagonalGaussian(torch.tensor([[2.0, -1.0]]), torch.tensor([[math.log(0.25), 0.0]]))
-    z = q.rsample(n=200_000)[:, 0]
+    q = diagonal_gaussian(torch.tensor([[2.0, -1.0]]), torch.tensor([[math.log(0.25), 0.0]]))
+    z = q.rsample((200_000,))[:, 0]
     torch.testing.assert_close(z.mean(0), torch.tensor([2.0, -1.0]), atol=0.01, rtol=0)
     torch.testing.assert_close(z.std(0), torch.tensor([0.5, 1.0]), atol=0.01, rtol=0)
 
@@ -72,6 +94,25 @@ def test_bernoulli_log_prob_by_hand() -> None:
     by_hand = (x * p.log() + (1 - x) * (1 - p).log()).sum()
     torch.testing.assert_close(Bernoulli().log_prob(x, logits), by_hand.reshape(1))
     torch.testing.assert_close(Bernoulli().mean(logits), p)
+
+
+def test_bernoulli_log_prob_of_k_samples_by_hand() -> None:
+    """Logits for k samples of z, (k, B, C, H, W), against one x per image, (B, C, H, W)."""
+    torch.manual_seed(0)
+    logits, x = torch.randn(3, 2, 1, 4, 4) * 4, torch.rand(2, 1, 4, 4).bernoulli()
+    p = torch.sigmoid(logits.double())
+    by_hand = (x * p.log() + (1 - x) * (1 - p).log()).flatten(2).sum(-1)  # (k, B)
+    torch.testing.assert_close(Bernoulli().log_prob(x, logits), by_hand.float())
+
+
+def test_bernoulli_min_prob_caps_each_pixel_cost() -> None:
+    """min_prob=1e-5 (the VampPrior code's clamp): a pixel the decoder calls impossible costs
+    -log(1e-5) = 11.513 nats, not the ~1000 its logit says."""
+    logits = torch.full((1, 1, 1, 2), -1000.0)
+    x = torch.tensor([[[[1.0, 0.0]]]])
+    cost = -Bernoulli(min_prob=1e-5).log_prob(x, logits)
+    torch.testing.assert_close(cost, torch.tensor([-math.log(1e-5) - math.log(1 - 1e-5)]))
+    assert Bernoulli(min_prob=1e-5).mean(logits).min().item() == pytest.approx(1e-5)
 
 
 def test_gaussian_log_prob_by_hand() -> None:

@@ -23,7 +23,10 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
 
 
-BUILT_GROUPS = ["model", "likelihood", "optimizer", "scheduler", "data", "experiment"]
+BUILT_GROUPS = [
+    *("module", "model", "likelihood", "prior", "objective", "kl_schedule", "conditioning"),
+    *("optimizer", "scheduler", "data", "experiment"),
+]
 CASES = [(g, o) for g in BUILT_GROUPS for o in _options(g)]
 
 
@@ -75,12 +78,7 @@ def test_article_experiment_is_the_articles_setting(compose_cfg: ComposeFn) -> N
 
 def test_latent_dim_reaches_every_part(compose_cfg: ComposeFn) -> None:
     cfg = compose_cfg("model=conv", "latent_dim=7")
-    assert (
-        cfg.model.encoder.latent_dim
-        == cfg.model.decoder.latent_dim
-        == cfg.model.prior.latent_dim
-        == 7
-    )
+    assert cfg.model.encoder.latent_dim == cfg.model.decoder.latent_dim == cfg.prior.latent_dim == 7
 
 
 def test_trainer_schema_is_lightnings_signature() -> None:

@@ -43,6 +43,17 @@ def test_split_is_seeded_and_disjoint(tiny_data: Path) -> None:
     assert sorted(map(tuple, together.tolist())) == sorted(map(tuple, original.tolist()))
 
 
+def test_last_split_holds_out_the_file_tail_in_order(tiny_data: Path) -> None:
+    """`val_split=last`: validation is the last val_size images of the training file, in
+    file order (the VampPrior code's split), read here straight from the file."""
+    from vae_lab.data.idx import read_idx
+
+    raw = read_idx(tiny_data / "train-images-idx3-ubyte.gz", expected_ndim=3)
+    dm = _module(tiny_data, val_split="last")
+    assert torch.equal(dm.splits["val"][0].squeeze(1), raw[TINY_TRAIN - 50 :])
+    assert torch.equal(dm.splits["train"][0].squeeze(1), raw[: TINY_TRAIN - 50])
+
+
 def test_batches_cover_the_split_once_per_pass() -> None:
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)
     batches = IndexBatches(images, torch.arange(10), batch_size=4, shuffle=True, seed=3)

@@ -46,7 +46,7 @@ def _cli_error(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch, caps
 COMPOSITION_ERRORS = [
     (
         ["model=transformer"],
-        "unknown option model=transformer; the options of 'model' are: conv, mlp",
+        "unknown option model=transformer; the options of 'model' are: conv, gated_mlp, mlp",
     ),
     (["debug=nope"], "unknown option debug=nope; the options of 'debug' are: fdr, limit, overfit"),
     (["trainer.max_epoch=1"], "unknown key trainer.max_epoch; did you mean trainer.max_epochs?"),

@@ -86,9 +86,9 @@ def test_on_a_trained_model_the_iw_bound_is_tighter_than_the_elbo(run_dir: Path)
     x = torch.rand(200, 1, 28, 28).round()  # binary images: the likelihood is Bernoulli
     repeated = x.repeat(20, 1, 1, 1)
     with torch.no_grad():
-        elbo = model.elbo_terms(repeated).elbo
-    l_1 = model.iw_log_likelihood(repeated, 1)
-    l_50 = model.iw_log_likelihood(x, 50)
+        elbo = model.elbo_terms((repeated, None)).elbo
+    l_1 = model.iw_log_likelihood((repeated, None), 1)
+    l_50 = model.iw_log_likelihood((x, None), 50)
     noise = 4 * float(l_1.std()) / len(l_1) ** 0.5
     assert float(l_1.mean()) == pytest.approx(float(elbo.mean()), abs=noise)  # L_1 = ELBO
     assert float(l_50.mean()) > float(elbo.mean()) - noise  # NLL_iw <= -ELBO

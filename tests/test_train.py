@@ -112,7 +112,7 @@ def test_loss_weights_kl_by_beta(compose_cfg: ComposeFn) -> None:
     model = build_vae(cfg, (1, 28, 28))
     x = torch.rand(8, 1, 28, 28)
     torch.manual_seed(0)
-    terms = model.elbo_terms(x)
+    terms = model.elbo_terms((x, None))
     torch.manual_seed(0)
     model.log_dict = lambda *a, **k: None  # type: ignore[method-assign] # no trainer attached
     loss = model.training_step(Batch(x, torch.zeros(8, dtype=torch.long)), 0)

@@ -7,6 +7,7 @@ tensors, numbers, strings and containers only. A file that carries pickled Pytho
 
 from __future__ import annotations
 
+import copy
 import pickle
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, cast
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lab.config import MODEL_GROUPS
 from vae_lab.errors import UserError, brief
 from vae_lab.models.vae import VAE
 
@@ -26,7 +28,8 @@ _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)|(\S+) was not an 
 # `_target_`s it names, so only these may appear there. Else a weights-only file whose
 # config named `os.system` as its encoder would run a command when loaded.
 SAFE_TARGETS = ("vae_lab.", "torch.optim.")
-BUILT_FROM_CONFIG = ("model", "likelihood", "optimizer", "scheduler")
+BUILT_FROM_CONFIG = (*MODEL_GROUPS, "optimizer", "scheduler")
+_PARTS = "vae_lab.models.components"
 
 
 def resolve(path: str | Path) -> Path:
@@ -74,9 +77,36 @@ def load(path: str | Path) -> dict[str, Any]:
     return cast(dict[str, Any], ckpt)
 
 
+def upgrade(config: dict[str, Any]) -> dict[str, Any]:
+    """A config saved before the model's parts had groups of their own, in today's layout:
+    the prior moves out of `model`, and the module, objective, KL schedule (constant at the
+    run's `beta`) and conditioning that such a run had are written out. What the run
+    trained is unchanged, so its weights load as they are."""
+    if "module" in config:
+        return config
+    config = copy.deepcopy(config)
+    model = dict(config.get("model") or {})
+    latent = {"latent_dim": config.get("latent_dim")}
+    config["prior"] = model.pop("prior", None) or {
+        "_target_": f"{_PARTS}.prior.StandardNormalPrior",
+        **latent,
+    }
+    config["model"] = model
+    config["module"] = {"_target_": "vae_lab.models.vae.VAE"}
+    config["objective"] = {"_target_": f"{_PARTS}.objectives.ELBO"}
+    schedule = f"{_PARTS}.kl_schedules.ConstantKL"
+    config["kl_schedule"] = {
+        "_target_": schedule,
+        "beta": config.get("beta", 1.0),
+        "free_bits": 0.0,
+    }
+    config["conditioning"] = {"_target_": f"{_PARTS}.conditioning.NoConditioning"}
+    return config
+
+
 def saved_config(ckpt: dict[str, Any]) -> DictConfig:
-    """The composed config the checkpoint's run was trained with."""
-    return cast(DictConfig, OmegaConf.create(ckpt["hyper_parameters"]["config"]))
+    """The composed config the checkpoint's run was trained with (in today's layout)."""
+    return cast(DictConfig, OmegaConf.create(upgrade(ckpt["hyper_parameters"]["config"])))
 
 
 def _targets(tree: Any) -> list[str]:
@@ -106,10 +136,10 @@ def build_model(ckpt: dict[str, Any]) -> VAE:
     from vae_lab.models.build import build_vae
 
     hparams = ckpt["hyper_parameters"]
-    check_targets(hparams["config"])
+    check_targets(upgrade(hparams["config"]))
     cfg = saved_config(ckpt)
     try:
-        model = build_vae(cfg, hparams["input_shape"])
+        model = build_vae(cfg, hparams["input_shape"], hparams.get("num_classes", 10))
         model.load_state_dict(ckpt["state_dict"])
     except (InstantiationException, KeyError, RuntimeError, TypeError, ValueError) as e:
         raise UserError(

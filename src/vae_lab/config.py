@@ -1,5 +1,10 @@
 """Typed schemas for the composed config, and the range checks types cannot express.
 
+`MODEL_GROUPS` lists the config groups whose choices make up a model, once: the schema
+below gives each its key, the builder (`vae_lab.models.build`) instantiates each, a resume
+refuses a change in any (`vae_lab.resume`), and the checkpoint loader checks what each
+names (`vae_lab.checkpoints`). A new group is one entry here and one directory of YAML.
+
 The schemas are registered in Hydra's ConfigStore as `train_schema`; `configs/train.yaml`
 lists it first in its defaults, so every YAML file is merged onto typed nodes: an unknown
 key (`trainer.max_epoch=1`) or a wrong type (`latent_dim=abc`) fails at composition, before
@@ -10,8 +15,8 @@ rate above zero, ...), still before any work.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
-from typing import Any, Optional
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any, Optional, cast
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -19,7 +24,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.errors import UserError
 
+# The groups that make a model: the LightningModule, then its parts.
+MODEL_GROUPS = (
+    "module", "model", "likelihood", "prior", "objective", "kl_schedule", "conditioning",
+)  # fmt: skip
 BINARIZE_CHOICES = ("none", "dynamic")
+VAL_SPLIT_CHOICES = ("random", "last")
 MAX_SEED = 2**32 - 1  # numpy's limit, which Lightning's seed_everything enforces
 
 
@@ -32,6 +42,7 @@ class DataConfig:
     batch_size: int = 128
     eval_batch_size: int = 1000
     val_size: int = 5000
+    val_split: str = "random"
     split_seed: int = 0
     shuffle_seed: int = 0
     binarize: str = "none"
@@ -41,9 +52,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """The `model` group: the encoder/decoder pair."""
+
     encoder: Any = None
     decoder: Any = None
-    prior: Any = None
 
 
 @dataclass
@@ -120,15 +132,15 @@ class EvalConfig:
 
 
 @dataclass
-class TrainConfig:
+class RunConfig:
+    """Everything of `configs/train.yaml` but the model's groups."""
+
     latent_dim: int = 16
     seed: int = 42
     beta: float = 1.0
     ckpt_path: Optional[str] = None  # noqa: UP045
     optimized_metric: str = "val/elbo"
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    likelihood: Any = None
     optimizer: Any = None
     scheduler: Any = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -137,6 +149,24 @@ class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# The schemas of model groups with a fixed set of keys; the others take any keys, which
+# the class they name checks when it is built.
+_GROUP_SCHEMAS: dict[str, type] = {"model": ModelConfig}
+TrainConfig = cast(
+    type[RunConfig],
+    make_dataclass(
+        "TrainConfig",
+        [
+            (g, _GROUP_SCHEMAS[g], field(default_factory=_GROUP_SCHEMAS[g]))
+            if g in _GROUP_SCHEMAS
+            else (g, Any, field(default=None))
+            for g in MODEL_GROUPS
+        ],
+        bases=(RunConfig,),
+    ),
+)
 
 
 def register_schemas() -> None:
@@ -192,6 +222,9 @@ def validate(cfg: DictConfig) -> None:
         where = getattr(e, "full_key", None) or "the config"
         raise UserError(f"{where} cannot be resolved: {str(e).strip().splitlines()[0]}") from e
     _no_unread_keys(cfg)
+    from vae_lab.models.compat import check_model_config  # imports the parts' classes
+
+    check_model_config(cfg)
     if cfg.latent_dim < 1:
         raise UserError(
             f"latent_dim must be a positive integer, got {cfg.latent_dim}; "
@@ -215,6 +248,10 @@ def validate(cfg: DictConfig) -> None:
     if data.val_size < 1:
         raise UserError(
             f"data.val_size must be at least 1, got {data.val_size}; for example data.val_size=5000"
+        )
+    if data.val_split not in VAL_SPLIT_CHOICES:
+        raise UserError(
+            f"data.val_split must be one of {', '.join(VAL_SPLIT_CHOICES)}, got {data.val_split!r}"
         )
     if data.binarize not in BINARIZE_CHOICES:
         raise UserError(

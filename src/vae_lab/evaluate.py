@@ -75,7 +75,10 @@ def _table(s: dict[str, Any]) -> str:
         ("negative ELBO", f"{-s['elbo']:.2f} nats"),
         ("  reconstruction -log p(x|z)", f"{s['recon']:.2f} nats"),
         ("  KL(q(z|x) || p(z))", f"{s['kl']:.2f} nats"),
-        ("active units (Var_x E[z_d|x] > 0.01)", f"{s['active_units']} / {len(s['kl_per_dim'])}"),
+        (
+            "active units (Var_x E[z_d|x] > 0.01)",
+            f"{s['active_units']} / {len(s['mean_variance_per_dim'])}",
+        ),
     ]
     head = (
         f"{s['checkpoint']} (epoch {s['epoch']}, step {s['global_step']}): "
@@ -103,7 +106,8 @@ def _log_beside_run(s: dict[str, Any], run_dir: Path) -> None:
             writer.add_scalar(f"{prefix}_bpd_k{s['k']}", s["bpd"], step)
         for name in ("elbo", "recon", "kl", "active_units"):
             writer.add_scalar(f"{prefix}_{name}", s[name], step)
-        writer.add_histogram(f"{prefix}_kl_per_dim", torch.tensor(s["kl_per_dim"]), step)
+        if s["kl_per_dim"] is not None:  # a prior whose KL splits by dim
+            writer.add_histogram(f"{prefix}_kl_per_dim", torch.tensor(s["kl_per_dim"]), step)
         writer.add_text(f"{prefix}_table", "    " + _table(s).replace("\n", "\n    "), step)
     print(f"Logged to TensorBoard in {run_dir} (tags {prefix}_*)")
 

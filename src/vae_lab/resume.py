@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from vae_lab import checkpoints
+from vae_lab.config import MODEL_GROUPS
 from vae_lab.errors import UserError, brief
 
-# What a run trains: these must match between a checkpoint and the command resuming it.
-TRAINED_KEYS = ("latent_dim", "beta", "model", "likelihood", "optimizer", "scheduler")
+# What a run trains: these must match between a checkpoint and the command resuming it
+# (every group of the model: module, networks, likelihood, prior, objective, KL schedule,
+# conditioning).
+TRAINED_KEYS = ("latent_dim", "beta", *MODEL_GROUPS, "optimizer", "scheduler")
 DATA_KEYS = (
     "_target_", "batch_size", "val_size", "split_seed", "shuffle_seed", "binarize",
     "binarize_seed",
@@ -95,7 +98,7 @@ def prepare(ckpt_path: str, config: Mapping[str, Any]) -> Resume:
             "training cannot continue from it; resume from a checkpoints/last.ckpt written "
             "by `python -m vae_lab.train`"
         )
-    saved = ckpt["hyper_parameters"]["config"]
+    saved = checkpoints.upgrade(ckpt["hyper_parameters"]["config"])
     diff = differences(saved, config)
     if diff:
         overrides = path.parent.parent / ".hydra" / "overrides.yaml"

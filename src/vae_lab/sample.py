@@ -4,7 +4,9 @@
 
 Writes, for `sample.out=<dir>/<stem>.png`:
 
-- `<stem>.png`: n draws z ~ p(z), shown as the likelihood's mean E[x|z];
+- `<stem>.png`: n draws z ~ p(z), shown as the likelihood's mean E[x|z]; for a
+  class-conditional model, n draws of class `sample.label`, or without a label a row per
+  class (`sample.nrow` draws of z, the same in every row);
 - `<stem>_pixels.png` (with `sample.pixels=true`): x ~ p(x|z) itself;
 - `<stem>_reconstructions.png`: test images (row 1) and their reconstructions (row 2);
 - `<stem>_interpolation.png`: between the posterior means of two test images;
@@ -17,12 +19,16 @@ The same seed gives the same files.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
 from vae_lab.errors import UserError, report_and_exit
 from vae_lab.train import CONFIG_DIR, discard_if_unused
+
+if TYPE_CHECKING:
+    from vae_lab.models.vae import VAE
 
 
 def _check(cfg: DictConfig) -> None:
@@ -33,6 +39,19 @@ def _check(cfg: DictConfig) -> None:
             raise UserError(f"sample.{key} must be a positive integer, got {value!r}")
     if not str(s.out).lower().endswith(".png"):
         raise UserError(f"sample.out must name a .png file, got {s.out!r}")
+
+
+def _check_label(label: object, model: VAE) -> None:
+    if label is None:
+        return
+    if not model.conditional:
+        raise UserError(
+            f"sample.label={label} asks for one class, but this model is not class-conditional "
+            "(trained with conditioning=none); drop sample.label, or train with conditioning=label"
+        )
+    classes = model.conditioning.num_classes
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < classes:
+        raise UserError(f"sample.label must be a class index in [0, {classes}), got {label!r}")
 
 
 def run(cfg: DictConfig) -> list[Path]:
@@ -47,7 +66,8 @@ def run(cfg: DictConfig) -> list[Path]:
     s = cfg.sample
     trained = load_trained(cfg)
     model, latent_dim = trained.model, trained.model.prior.latent_dim
-    images, _ = split_data(trained, cfg, "test")
+    _check_label(s.label, model)
+    images, labels = split_data(trained, cfg, "test")
     picked = [*s.interpolation, s.traversal_image]
     if any(not 0 <= int(i) < len(images) for i in picked) or len(s.interpolation) != 2:
         raise UserError(
@@ -59,22 +79,29 @@ def run(cfg: DictConfig) -> list[Path]:
     if not dims or any(not 0 <= int(d) < latent_dim for d in dims):
         raise UserError(f"sample.traversal_dims must be dims in [0, {latent_dim}), got {dims}")
 
-    generator = torch.Generator().manual_seed(cfg.seed)
+    def draws(pixels: bool) -> torch.Tensor:  # the same z both times: one seed
+        generator = torch.Generator().manual_seed(cfg.seed)
+        return pictures.samples(model, s.n, s.nrow, generator, s.label, pixels)
+
     torch.manual_seed(cfg.seed)  # pixel draws of `sample.pixels`
-    z = torch.randn(s.n, latent_dim, generator=generator)
     x = images.float() / 255.0
-    a, b = (int(i) for i in s.interpolation)
-    z0 = pictures.encode(model, images[s.traversal_image : s.traversal_image + 1]).mean[0]
+    ends = [int(i) for i in s.interpolation]
+    at = slice(s.traversal_image, s.traversal_image + 1)
+    z0 = pictures.encode(model, images[at], labels[at]).mean[0]
+    label = s.label if s.label is not None else int(labels[s.traversal_image])
+    n = s.n_reconstructions
     grids = {
-        "": pictures.prior_samples(model, z, nrow=s.nrow),
-        "_reconstructions": pictures.reconstructions(model, x[: s.n_reconstructions]),
-        "_interpolation": pictures.interpolation(model, x[a], x[b], s.interpolation_steps),
-        "_traversals": pictures.traversals(model, z0, dims, s.span, s.steps),
+        "": draws(pixels=False),
+        "_reconstructions": pictures.reconstructions(model, x[:n], labels[:n]),
+        "_interpolation": pictures.interpolation(
+            model, x[ends], labels[ends], s.interpolation_steps
+        ),
+        "_traversals": pictures.traversals(model, z0, dims, s.span, s.steps, label),
     }
     if s.pixels:
-        grids["_pixels"] = pictures.prior_samples(model, z, pixels=True, nrow=s.nrow)
+        grids["_pixels"] = draws(pixels=True)
     if latent_dim == 2:
-        grids["_manifold"] = pictures.manifold_2d(model)
+        grids["_manifold"] = pictures.manifold_2d(model, label=label)
 
     out = Path(s.out)
     try:

@@ -142,7 +142,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict
         datamodule = instantiate(cfg.data)
         datamodule.prepare_data()  # finds the files, or downloads them if data.download=true
         datamodule.load()
-        model = apply_speedups(build_vae(cfg, datamodule.input_shape), cfg.runtime)
+        model = build_vae(cfg, datamodule.input_shape, datamodule.num_classes)
+        model = apply_speedups(model, cfg.runtime)
         model.configure_optimizers()  # a bad optimizer/scheduler setting fails here, not mid-fit
         loggers = build_loggers(cfg, resume)
         callbacks = build_callbacks(cfg)
@@ -153,7 +154,11 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict
     except (ValueError, TypeError) as e:  # torch.optim's checks of its arguments
         raise UserError(f"optimizer or scheduler config rejected: {e}") from e
     # Kept in every checkpoint, so a checkpoint can rebuild its own model.
-    model.hparams.update(config=config, input_shape=list(datamodule.input_shape))
+    model.hparams.update(
+        config=config,
+        input_shape=list(datamodule.input_shape),
+        num_classes=datamodule.num_classes,
+    )
     if resume is not None:
         from vae_lab.resume import check_fits
 

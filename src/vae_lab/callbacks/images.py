@@ -1,4 +1,4 @@
-"""Image grids each validation epoch: test inputs beside reconstructions, and prior samples."""
+"""Image grids each validation epoch: test inputs beside reconstructions, and samples."""
 
 from __future__ import annotations
 
@@ -17,34 +17,36 @@ from vae_lab.models.vae import VAE
 class ImageGrids(L.Callback):
     """Logs `val/reconstructions` and `val/samples` to TensorBoard after each validation epoch.
 
-    The test images and the prior noise are drawn once, so the grids of successive epochs
-    show the same inputs and the same z: what changes is the model. The latest grids are
-    also written as PNG files under `<run dir>/images/`.
+    The test images are picked once and the samples drawn with the same seed every time
+    (through the prior's own sampler), so the grids of successive epochs show the same
+    inputs and the same noise: what changes is the model. A class-conditional model's
+    sample grid has a row per class, `nrow` draws each. The latest grids are also written
+    as PNG files under `<run dir>/images/`.
     """
 
-    def __init__(self, n_images: int = 16, n_samples: int = 64, seed: int = 0) -> None:
-        self.n_images, self.n_samples, self.seed = n_images, n_samples, seed
+    def __init__(
+        self, n_images: int = 16, n_samples: int = 64, seed: int = 0, nrow: int = 8
+    ) -> None:
+        self.n_images, self.n_samples, self.seed, self.nrow = n_images, n_samples, seed, nrow
         self.inputs: torch.Tensor | None = None
-        self.noise: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule  # type: ignore[attr-defined]
         first = next(iter(datamodule.test_dataloader()))
         self.inputs = first.images[: self.n_images].float().div(255.0)
-        assert isinstance(pl_module, VAE)
-        generator = torch.Generator().manual_seed(self.seed)
-        latent_dim = pl_module.prior.latent_dim
-        self.noise = torch.randn(self.n_samples, latent_dim, generator=generator)
+        self.labels = first.labels[: self.n_images]
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         fitting = trainer.state.fn == TrainerFn.FITTING  # not the final trainer.validate()
         if not fitting or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        assert isinstance(pl_module, VAE) and self.inputs is not None and self.noise is not None
+        assert isinstance(pl_module, VAE) and self.inputs is not None
+        generator = torch.Generator().manual_seed(self.seed)
         grids = {
             # row 1: inputs, row 2: their reconstructions
-            "reconstructions": pictures.reconstructions(pl_module, self.inputs),
-            "samples": pictures.prior_samples(pl_module, self.noise),
+            "reconstructions": pictures.reconstructions(pl_module, self.inputs, self.labels),
+            "samples": pictures.samples(pl_module, self.n_samples, self.nrow, generator),
         }
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):

@@ -46,7 +46,8 @@ class LatentPictures(L.Callback):
     - `traversals`: one row per latent dim (the first `max_dims`), sweeping z_d over
       [-span, span] from the posterior mean of a fixed test image;
     - `interpolation`: between the posterior means of two fixed test images;
-    - `kl_per_dim` (histogram) and `active_units` (scalar), over `n_stats` test images;
+    - `kl_per_dim` (histogram; for a prior whose KL splits by dim) and `active_units`
+      (scalar), over `n_stats` test images;
     - with latent_dim = 2, `manifold` (decodes over a grid of Gaussian quantiles) and
       `posterior_means` (a scatter of the test images' E_q[z|x], coloured by class).
     """
@@ -73,26 +74,31 @@ class LatentPictures(L.Callback):
             return
         assert isinstance(pl_module, VAE) and self.images is not None and self.labels is not None
         step = trainer.global_step
-        posterior = pictures.encode(pl_module, self.images)
+        posterior = pictures.encode(pl_module, self.images, self.labels)
         means = posterior.mean  # (N, D)
-        x = self.images[:2].float() / 255.0
+        first = int(self.labels[0])  # the class a conditional model decodes z0 as
         dims = list(range(min(self.max_dims, means.shape[1])))
         images = {
             "latent/traversals": pictures.traversals(
-                pl_module, means[0], dims, self.span, self.steps
+                pl_module, means[0], dims, self.span, self.steps, first
             ),
             "latent/interpolation": pictures.interpolation(
-                pl_module, x[0], x[1], self.interpolation_steps
+                pl_module,
+                self.images[:2].float() / 255.0,
+                self.labels[:2],
+                self.interpolation_steps,
             ),
         }
         if means.shape[1] == 2:
-            images["latent/manifold"] = pictures.manifold_2d(pl_module)
-        kl_per_dim = posterior.kl_per_dim().mean(dim=0).float().cpu()  # (D,)
+            images["latent/manifold"] = pictures.manifold_2d(pl_module, label=first)
+        # KL(q || p) per dim where the prior's KL splits by dim (N(0, I)), else no histogram
+        per_dim = pl_module.prior.kl_per_dim(posterior)
         n_active, _ = active_units(means)
         for writer in tensorboard_writers(trainer):
             for tag, grid in images.items():
                 writer.add_image(tag, grid, step)
-            writer.add_histogram("latent/kl_per_dim", kl_per_dim, step)
+            if per_dim is not None:
+                writer.add_histogram("latent/kl_per_dim", per_dim.mean(0).float().cpu(), step)
             writer.add_scalar("latent/active_units", n_active, step)
             if means.shape[1] == 2:
                 writer.add_figure("latent/posterior_means", self._scatter(means), step)
@@ -131,7 +137,7 @@ class EmbeddingProjector(L.Callback):
         assert isinstance(pl_module, VAE)
         images, labels = trainer.datamodule.splits["test"]  # type: ignore[attr-defined]
         images, labels = images[: self.n], labels[: self.n]
-        means = pictures.encode(pl_module, images).mean.float().cpu()
+        means = pictures.encode(pl_module, images, labels).mean.float().cpu()
         names = [CLASS_NAMES[i] if i < len(CLASS_NAMES) else str(i) for i in labels.tolist()]
         for writer in writers:
             writer.add_embedding(

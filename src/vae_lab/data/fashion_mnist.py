@@ -39,7 +39,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     The 60k training images are split into train/validation by a permutation seeded with
     ``split_seed`` (kept apart from the run's seed, so runs of a sweep share one validation
-    set); the test set is the official 10k. Training batches are shuffled with
+    set), or with ``val_split="last"`` by taking the last ``val_size`` in file order; the
+    test set is the official 10k. Training batches are shuffled with
     ``shuffle_seed``. Batches leave the loader as uint8 and become float in
     [0, 1] only on the training device (`on_after_batch_transfer`), a quarter of the bytes
     to move. With ``binarize="dynamic"`` each training batch is a fresh Bernoulli draw and
@@ -55,6 +56,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int = 1000,
         val_size: int = 5000,
+        val_split: Literal["random", "last"] = "random",
         split_seed: int = 0,
         shuffle_seed: int = 0,
         binarize: Literal["none", "dynamic"] = "none",
@@ -65,7 +67,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.save_hyperparameters(logger=False)
         self.root, self.cache_dir, self.download = root, cache_dir, download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.val_size, self.split_seed, self.shuffle_seed = val_size, split_seed, shuffle_seed
+        self.val_size, self.val_split = val_size, val_split
+        self.split_seed, self.shuffle_seed = split_seed, shuffle_seed
         self.binarize, self.binarize_seed = binarize, binarize_seed
         self.device_resident = device_resident
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -98,10 +101,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
                 f"data.val_size={self.val_size} must be between 1 and {len(train_images) - 1} "
                 f"(the training file holds {len(train_images)} images)"
             )
-        order = torch.randperm(
-            len(train_images), generator=torch.Generator().manual_seed(self.split_seed)
-        )
-        val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+        val_idx, train_idx = self._split_indices(len(train_images))
         self.splits = {
             "train": (train_images[train_idx], train_labels[train_idx]),
             "val": (train_images[val_idx], train_labels[val_idx]),
@@ -111,6 +111,24 @@ class FashionMNISTDataModule(L.LightningDataModule):
             for offset, split in enumerate(("val", "test")):
                 images, labels = self.splits[split]
                 self.splits[split] = (_binarize_once(images, self.binarize_seed + offset), labels)
+
+    def _split_indices(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(validation, training) indices into the n training-file images.
+
+        `random`: a permutation seeded with `split_seed`. `last`: the last `val_size` images
+        in file order, unshuffled, as Tomczak & Welling's code (jmtomczak/vae_vampprior,
+        utils/load_data.py) holds out its validation set.
+        """
+        if self.val_split == "last":
+            order = torch.arange(n)
+            return order[n - self.val_size :], order[: n - self.val_size]
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
+        return order[: self.val_size], order[self.val_size :]
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes a label can name (a class-conditional model's one-hot size)."""
+        return len(CLASS_NAMES)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -43,7 +43,7 @@ class SplitMetrics:
     iw_nll: float  # -L_k, an upper bound on -log p(x); -ELBO at k = 1
     bpd: float | None  # iw_nll in bits per pixel; None for a density over continuous pixels
     active_units: int
-    kl_per_dim: list[float]
+    kl_per_dim: list[float] | None  # None where the prior's KL does not split by dim
     mean_variance_per_dim: list[float]  # Var_x(E_q[z_d]), what active units threshold
 
     def as_dict(self) -> dict[str, object]:
@@ -59,30 +59,30 @@ def evaluate(
     device: torch.device | str = "cpu",
     on_batch: Callable[[int], None] | None = None,
 ) -> SplitMetrics:
-    """Every figure above over all the batches; images arrive as uint8 and become [0, 1] here.
+    """Every figure above over all the batches (uint8 images, as the loaders give them).
 
     Batches are weighted by their size, so a short last batch counts for what it holds.
     `on_batch` is told the number of images done after each batch (progress reports).
     """
     model = model.to(device).eval()
-    dtype = next(model.parameters()).dtype
     totals = torch.zeros(4, dtype=torch.float64)  # elbo, recon, kl, iw log-likelihood
     kl_dims: torch.Tensor | None = None
     means, count, dims = [], 0, 0
     for batch in batches:
-        x = batch.images.to(device=device, dtype=dtype).div_(255.0)
-        posterior = model.encoder(x)
-        terms = model.elbo_terms(x)
-        iw = model.iw_log_likelihood(x, k, decode_batch)
+        posterior = model.encode(batch)
+        terms = model.elbo_terms(batch)
+        iw = model.iw_log_likelihood(batch, k, decode_batch)
         stacked = torch.stack([terms.elbo, terms.recon, terms.kl, iw]).double()  # (4, B)
         totals += stacked.sum(dim=1).cpu()
-        per_dim = posterior.kl_per_dim().double().sum(dim=0).cpu()
-        kl_dims = per_dim if kl_dims is None else kl_dims + per_dim
+        per_dim = model.prior.kl_per_dim(posterior)
+        if per_dim is not None:
+            per_dim = per_dim.double().sum(dim=0).cpu()
+            kl_dims = per_dim if kl_dims is None else kl_dims + per_dim
         means.append(posterior.mean.float().cpu())
-        count, dims = count + len(x), x[0].numel()
+        count, dims = count + len(batch.images), batch.images[0].numel()
         if on_batch is not None:
             on_batch(count)
-    if count == 0 or kl_dims is None:
+    if count == 0:
         raise ValueError("no images to evaluate")
     elbo, recon, kl, iw_ll = (totals / count).tolist()
     n_active, variances = active_units(torch.cat(means))
@@ -95,6 +95,6 @@ def evaluate(
         iw_nll=-iw_ll,
         bpd=float(bits_per_dim(torch.tensor(-iw_ll), dims)) if model.likelihood.discrete else None,
         active_units=n_active,
-        kl_per_dim=(kl_dims / count).float().tolist(),
+        kl_per_dim=None if kl_dims is None else (kl_dims / count).float().tolist(),
         mean_variance_per_dim=variances.tolist(),
     )

@@ -1,4 +1,4 @@
-"""Build a VAE from a composed config and the data's input shape."""
+"""Build a VAE from a composed config and what the data says (image shape, class count)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,37 @@ from collections.abc import Sequence
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from vae_lab.models.compat import check_model_config
 from vae_lab.models.vae import VAE
 
 
-def build_vae(cfg: DictConfig, input_shape: Sequence[int]) -> VAE:
-    """Instantiate encoder, decoder, likelihood, prior, optimizer and scheduler from `cfg`.
+def build_vae(cfg: DictConfig, input_shape: Sequence[int], num_classes: int = 10) -> VAE:
+    """Instantiate every group of `config.MODEL_GROUPS`, the optimizer and the scheduler
+    from `cfg`, and hand the parts to the module `cfg.module` names.
 
-    Encoder and decoder get `input_shape` from the data, so no config hard-codes 28x28.
+    What comes from the data rather than the config is handed in here: encoder and decoder
+    get `input_shape` (so no config hard-codes 28x28) and, when the conditioning gives
+    them a condition, its size `condition_dim`; the conditioning gets `num_classes`.
     """
+    check_model_config(cfg)
     shape = list(input_shape)
-    parts = cfg.model
-    return VAE(
-        encoder=instantiate(parts.encoder, input_shape=shape, _convert_="all"),
-        decoder=instantiate(parts.decoder, input_shape=shape, _convert_="all"),
+    conditioning = instantiate(cfg.conditioning, num_classes=num_classes)
+    sizes = {"condition_dim": conditioning.dim} if conditioning.conditions else {}
+    module = instantiate(
+        cfg.module,
+        encoder=instantiate(cfg.model.encoder, input_shape=shape, **sizes, _convert_="all"),
+        decoder=instantiate(cfg.model.decoder, input_shape=shape, **sizes, _convert_="all"),
         likelihood=instantiate(cfg.likelihood),
-        prior=instantiate(parts.prior),
+        prior=instantiate(cfg.prior),
+        objective=instantiate(cfg.objective),
+        kl_schedule=instantiate(cfg.kl_schedule),
+        conditioning=conditioning,
         optimizer=instantiate(cfg.optimizer, _convert_="all"),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        beta=cfg.beta,
+        input_shape=shape,
         iw_samples=cfg.eval.k,
         iw_decode_batch=cfg.eval.decode_batch,
     )
+    if not isinstance(module, VAE):
+        raise TypeError(f"module._target_ must name a VAE (sub)class, got {type(module).__name__}")
+    return module

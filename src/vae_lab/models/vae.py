@@ -1,4 +1,4 @@
-"""The VAE as a LightningModule: ELBO, one shared step for every stage, optimizer from config.
+"""The VAE as a LightningModule: bounds, the training objective, one shared step per stage.
 
 Convention everywhere: log-densities are summed over pixels and latent dims and averaged
 over the batch, in nats per image. With q(z|x) from the encoder, p(x|z) the likelihood and
@@ -6,9 +6,10 @@ p(z) the prior,
 
     ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))  <=  log p(x)      (Kingma & Welling 2014)
 
-estimated with one reparameterized sample z = mu + sigma * eps. Training minimizes
-recon + beta * KL, where recon = -log p(x|z); beta = 1 is the ELBO itself, beta > 1 the
-beta-VAE of Higgins et al. 2017. What is logged as `elbo` is always the beta = 1 bound.
+estimated with one reparameterized sample z = mu + sigma * eps; the KL is in closed form
+where the prior has one (N(0, I)), else the one-sample estimate log q(z|x) - log p(z).
+What is logged as `elbo` is always this beta = 1 bound with the model's own prior,
+whatever the objective trains (`objective`, weighted by `kl_schedule`).
 
 The number papers compare is tighter: the importance-weighted bound of Burda et al. 2016
 (IWAE, Eq. 8) with k samples z_i ~ q(z|x),
@@ -17,39 +18,50 @@ The number papers compare is tighter: the importance-weighted bound of Burda et 
 
 with L_1 = ELBO, L_k non-decreasing in k, and L_k -> log p(x) as k -> infinity. The test
 stage logs -L_k as `test/iw_nll` with k = `iw_samples`.
+
+Every public method takes a batch, (images, labels): a `Batch` or any pair. Images may be
+uint8 (0..255) or floats in [0, 1], on any device; labels may be None for a model that is
+not class-conditional, which ignores them. Conditioning is the encoder's and decoder's
+business (`conditioning`); no caller needs to know whether a model has it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, cast
 
 import lightning as L
 import torch
 from torch import nn
+from torch.distributions import Independent
 
 from vae_lab.data.batches import Batch
-from vae_lab.models.components.gaussian import DiagonalGaussian
+from vae_lab.models.components.conditioning import Conditioning, NoConditioning
+from vae_lab.models.components.kl_schedules import ConstantKL, KLSchedule
 from vae_lab.models.components.likelihoods import Likelihood, bits_per_dim
-from vae_lab.models.components.prior import StandardNormalPrior
+from vae_lab.models.components.objectives import ELBO, Objective, ObjectiveOutput
+from vae_lab.models.components.prior import Prior
+from vae_lab.models.terms import ELBOTerms, LogWeights
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
+BatchLike = Batch | tuple[torch.Tensor, torch.Tensor | None]
+Labels = torch.Tensor | int | None
+
+__all__ = ["VAE", "ELBOTerms", "LogWeights", "VAEOutput"]
+
+# Built objects handed in, not hyperparameters: the checkpoint keeps the config they came from.
+PARTS = (
+    "encoder", "decoder", "likelihood", "prior", "optimizer", "objective", "kl_schedule",
+    "conditioning", "scheduler",
+)  # fmt: skip
 
 
 class VAEOutput(NamedTuple):
-    posterior: DiagonalGaussian  # q(z|x), (B, D)
+    posterior: Independent  # q(z|x), batch (B,), event (D,)
     z: torch.Tensor  # one reparameterized sample, (B, D)
     params: torch.Tensor  # decoder output: the likelihood's parameters, (B, C, H, W)
-
-
-class ELBOTerms(NamedTuple):
-    """Per-image terms in nats, each of shape (B,)."""
-
-    elbo: torch.Tensor  # -(recon + kl), a lower bound on log p(x)
-    recon: torch.Tensor  # -log p(x|z), the reconstruction negative log-likelihood
-    kl: torch.Tensor  # KL(q(z|x) || p(z))
 
 
 class VAE(L.LightningModule):
@@ -60,44 +72,95 @@ class VAE(L.LightningModule):
         encoder: nn.Module,
         decoder: nn.Module,
         likelihood: Likelihood,
-        prior: StandardNormalPrior,
+        prior: Prior,
         optimizer: OptimizerFactory,
+        objective: Objective | None = None,
+        kl_schedule: KLSchedule | None = None,
+        conditioning: Conditioning | None = None,
         scheduler: SchedulerFactory | None = None,
-        beta: float = 1.0,
+        input_shape: Sequence[int] | None = None,
         iw_samples: int = 0,
         iw_decode_batch: int = 20_000,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
-            ignore=["encoder", "decoder", "likelihood", "prior", "optimizer", "scheduler"],
-            logger=False,
-        )
+        self.save_hyperparameters(ignore=list(PARTS), logger=False)
         self.encoder, self.decoder = encoder, decoder
-        self.likelihood, self.prior = likelihood, prior
+        self.likelihood = likelihood
+        self.conditioning = conditioning if conditioning is not None else NoConditioning()
+        self.objective = objective if objective is not None else ELBO()
+        self.kl_schedule = kl_schedule if kl_schedule is not None else ConstantKL()
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.beta = beta
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.iw_samples, self.iw_decode_batch = iw_samples, iw_decode_batch
         self.input_memory_format = torch.contiguous_format  # channels_last: models/speed.py
+        self.prior = prior
+        prior.attach(self)  # after the encoder and conditioning exist: the VampPrior uses them
 
-    def forward(self, x: torch.Tensor) -> VAEOutput:
-        posterior = self.encoder(x)
+    # --- the networks, on prepared tensors --------------------------------------------------
+
+    @property
+    def conditional(self) -> bool:
+        """Whether encoder and decoder see the label (conditioning=label)."""
+        return bool(self.conditioning.conditions)
+
+    def posterior(self, x: torch.Tensor, c: torch.Tensor | None) -> Independent:
+        """q(z|x, c) for float images x (B, C, H, W) and condition vectors c (or None)."""
+        return self.encoder(x) if c is None else self.encoder(x, c)
+
+    def likelihood_params(self, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        """The decoder's output at z (..., D): the parameters of p(x|z, c)."""
+        return self.decoder(z) if c is None else self.decoder(z, c)
+
+    def _inputs(self, batch: BatchLike) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(x, c): float images on the model's device and in its dtype, and the condition."""
+        images, labels = batch
+        uint8 = images.dtype == torch.uint8
+        x = images.to(self.device, self._float_dtype)
+        if uint8:
+            x = x / 255.0
+        return x.contiguous(memory_format=self.input_memory_format), self._condition(labels, len(x))
+
+    def _condition(self, labels: Labels, n: int) -> torch.Tensor | None:
+        if not self.conditional:
+            return None
+        if isinstance(labels, int):
+            labels = torch.full((n,), labels, dtype=torch.long)
+        c = self.conditioning(labels.to(self.device) if labels is not None else None)
+        return None if c is None else c.to(self._float_dtype)
+
+    @property
+    def _float_dtype(self) -> torch.dtype:
+        return cast(torch.dtype, self.dtype)  # Lightning types it str | dtype
+
+    # --- bounds --------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> VAEOutput:
+        posterior = self.posterior(x, c)
         z = posterior.rsample()
-        return VAEOutput(posterior, z, self.decoder(z))
+        return VAEOutput(posterior, z, self.likelihood_params(z, c))
 
-    def elbo_terms(self, x: torch.Tensor) -> ELBOTerms:
-        x = x.contiguous(memory_format=self.input_memory_format)  # no copy when it already is
-        out = self(x)
+    def elbo_pass(self, x: torch.Tensor, c: torch.Tensor | None) -> tuple[ELBOTerms, Independent]:
+        """One reparameterized pass: the beta = 1 ELBO terms, and q(z|x, c)."""
+        out = self(x, c)
         recon = -self.likelihood.log_prob(x, out.params)  # (B,)
-        kl = self.prior.kl(out.posterior)  # (B,)
-        return ELBOTerms(elbo=-(recon + kl), recon=recon, kl=kl)
+        kl = self.prior.kl(out.posterior, out.z)  # (B,)
+        return ELBOTerms(elbo=-(recon + kl), recon=recon, kl=kl), out.posterior
 
-    def loss(self, terms: ELBOTerms) -> torch.Tensor:
-        """The training objective: recon + beta * KL, averaged over the batch (scalar)."""
-        return (terms.recon + self.beta * terms.kl).mean()
+    def elbo_terms(self, batch: BatchLike) -> ELBOTerms:
+        """The beta = 1 ELBO and its two terms per image, shape (B,) each, with gradients."""
+        return self.elbo_pass(*self._inputs(batch))[0]
+
+    def log_weights(
+        self, x: torch.Tensor, c: torch.Tensor | None, posterior: Independent, n: int
+    ) -> LogWeights:
+        """log p(x|z_i), log p(z_i), log q(z_i|x) for n draws z_i ~ q(z|x): each (n, B)."""
+        z = posterior.rsample((n,))  # (n, B, D)
+        log_px_z = self.likelihood.log_prob(x, self.likelihood_params(z, c))
+        return LogWeights(z, log_px_z, self.prior.log_prob(z), posterior.log_prob(z))
 
     @torch.no_grad()
     def iw_log_likelihood(
-        self, x: torch.Tensor, k: int, decode_batch: int | None = None
+        self, batch: BatchLike, k: int, decode_batch: int | None = None
     ) -> torch.Tensor:
         """L_k per image, shape (B,): the importance-weighted lower bound on log p(x).
 
@@ -106,48 +169,88 @@ class VAE(L.LightningModule):
         (k x B floats) are kept and reduced with a log-sum-exp, which subtracts their
         maximum first: the weights themselves (e^-250 and below) would underflow.
         """
-        posterior = self.encoder(x)
+        x, c = self._inputs(batch)
+        posterior = self.posterior(x, c)
         budget = decode_batch or self.iw_decode_batch
         chunk = max(1, min(k, budget // x.shape[0]))
-        log_w = torch.cat(
-            [self._log_weights(x, posterior, min(chunk, k - start)) for start in range(0, k, chunk)]
-        )  # (k, B)
+        parts = []
+        for start in range(0, k, chunk):
+            w = self.log_weights(x, c, posterior, min(chunk, k - start))
+            parts.append(w.log_px_z + w.log_pz - w.log_qz)
+        log_w = torch.cat(parts)  # (k, B)
         return torch.logsumexp(log_w.float(), dim=0) - math.log(k)
 
-    def _log_weights(self, x: torch.Tensor, posterior: DiagonalGaussian, n: int) -> torch.Tensor:
-        """log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x) for n draws z_i: shape (n, B)."""
-        z = posterior.rsample(n)  # (n, B, D)
-        log_px_z = self.likelihood.log_prob(x, self.decoder(z))  # (n, B)
-        return log_px_z + self.prior.log_prob(z) - posterior.log_prob(z)
+    # --- what a user looks at -------------------------------------------------------------
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, batch: BatchLike) -> Independent:
+        """q(z|x, y) for a batch: a diagonal Gaussian, `.mean` (B, D) its posterior means."""
+        return self.posterior(*self._inputs(batch))
+
+    @torch.no_grad()
+    def reconstruct(self, batch: BatchLike) -> torch.Tensor:
         """The likelihood's mean at the posterior mean: the image the model sees in x."""
-        return self.likelihood.mean(self.decoder(self.encoder(x).mean))
+        x, c = self._inputs(batch)
+        return self.likelihood.mean(self.likelihood_params(self.posterior(x, c).mean, c))
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The likelihood's mean at z, e.g. for z drawn from the prior."""
-        return self.likelihood.mean(self.decoder(z))
+    def decode(self, z: torch.Tensor, labels: Labels = None, pixels: bool = False) -> torch.Tensor:
+        """Images for latent codes z (..., D): the likelihood's mean E[x|z, y], or with
+        `pixels` a draw x ~ p(x|z, y). `labels`: one class per z, or one int for all."""
+        z = z.to(self.device, self._float_dtype)
+        params = self.likelihood_params(z, self._condition(labels, z.shape[0]))
+        return self.likelihood.sample(params) if pixels else self.likelihood.mean(params)
 
-    def _common_step(self, batch: Batch, stage: str) -> torch.Tensor:
-        terms = self.elbo_terms(batch.images)
-        loss = self.loss(terms)
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        labels: Labels = None,
+        generator: torch.Generator | None = None,
+        pixels: bool = False,
+    ) -> torch.Tensor:
+        """n images from the model: z ~ p(z) (the prior's own sampler), then `decode`.
+        A class-conditional model needs `labels`: one per image, or one int for all."""
+        return self.decode(self.prior.sample(n, generator), labels, pixels)
+
+    # --- training ----------------------------------------------------------------------
+
+    def kl_weight(self, batch_idx: int = 0) -> float:
+        """The KL schedule's beta at this step (epoch e, batch i of n: e + i / n)."""
+        trainer = self._trainer
+        steps = trainer.num_training_batches if trainer is not None else math.inf
+        fraction = batch_idx / steps if 0 < steps < math.inf else 0.0
+        return self.kl_schedule.weight(self.current_epoch + fraction)
+
+    def training_loss(self, batch: BatchLike, batch_idx: int = 0) -> ObjectiveOutput:
+        """The objective's loss on a batch at this step's KL weight, with the batch's
+        beta = 1 ELBO terms."""
+        x, c = self._inputs(batch)
+        return self.objective(self, x, c, self.kl_weight(batch_idx), self.kl_schedule.free_bits)
+
+    def _common_step(self, batch: Batch, stage: str, batch_idx: int = 0) -> torch.Tensor:
         training = stage == "train"
-        if training and not self._logs_this_step():
-            return loss
-        metrics = {
+        if training:
+            loss, terms = self.training_loss(batch, batch_idx)
+            if not self._logs_this_step():
+                return loss
+        else:
+            terms = self.elbo_terms(batch)
+            loss = -terms.elbo.mean()
+        x = batch.images
+        metrics: dict[str, torch.Tensor | float] = {
             f"{stage}/elbo": terms.elbo.mean(),
             f"{stage}/recon": terms.recon.mean(),
             f"{stage}/kl": terms.kl.mean(),
         }
         if training:
             metrics["train/loss"] = loss
+            metrics["train/kl_weight"] = self.kl_weight(batch_idx)
         if stage == "test" and self.iw_samples > 0:
-            iw_nll = -self.iw_log_likelihood(batch.images, self.iw_samples)
+            iw_nll = -self.iw_log_likelihood(batch, self.iw_samples)
             metrics["test/iw_nll"] = iw_nll.mean()
             if self.likelihood.discrete:
-                metrics["test/bpd"] = bits_per_dim(iw_nll, batch.images[0].numel()).mean()
+                metrics["test/bpd"] = bits_per_dim(iw_nll, x[0].numel()).mean()
         # Values stay on the device; validation and test are reduced at epoch end (across
         # processes too), so no step forces a host sync beyond the logger's own cadence.
         # The epoch mean is sum(value x batch) / sum(batch) over all ranks. The batch size
@@ -158,7 +261,7 @@ class VAE(L.LightningModule):
             metrics,
             on_step=training,
             on_epoch=not training,
-            batch_size=float(batch.images.shape[0]),  # type: ignore[arg-type]
+            batch_size=float(x.shape[0]),  # type: ignore[arg-type]
             sync_dist=not training,
         )
         return loss
@@ -179,7 +282,7 @@ class VAE(L.LightningModule):
         return (self.global_step + 1) % every == 0 or trainer.should_stop
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")
+        return self._common_step(batch, "train", batch_idx)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._common_step(batch, "val")

@@ -3,6 +3,8 @@
 Each encoder layer is a 4x4 convolution with stride 2 and padding 1, which maps a side of
 s pixels to floor(s / 2). The decoder mirrors it with transposed convolutions (side s -> 2s,
 plus an output_padding of 1 where the encoder rounded down), so odd sizes come back exact.
+A condition c (the one-hot label of a conditional VAE) joins the flattened features before
+the encoder's linear head, and z before the decoder's first linear layer.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.distributions import Independent
 
-from vae_lab.models.components.gaussian import DiagonalGaussian
+from vae_lab.models.components.conditioning import join
+from vae_lab.models.components.gaussian import diagonal_gaussian
 
 
 def feature_sizes(input_shape: Sequence[int], n_layers: int) -> list[tuple[int, int]]:
@@ -32,10 +36,15 @@ def feature_sizes(input_shape: Sequence[int], n_layers: int) -> list[tuple[int, 
 
 
 class ConvEncoder(nn.Module):
-    """x (B, C, H, W) -> q(z|x): stride-2 convolutions, then a linear map to mean and log_var."""
+    """x (B, C, H, W) [and c] -> q(z|x, c): stride-2 convolutions, then a linear map to mean
+    and log_var."""
 
     def __init__(
-        self, input_shape: Sequence[int], latent_dim: int, channels: Sequence[int] = (32, 64)
+        self,
+        input_shape: Sequence[int],
+        latent_dim: int,
+        channels: Sequence[int] = (32, 64),
+        condition_dim: int = 0,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -43,27 +52,34 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.ReLU()]
         height, width = feature_sizes(input_shape, len(channels))[-1]
         self.features = nn.Sequential(*layers, nn.Flatten())
-        self.head = nn.Linear(channels[-1] * height * width, 2 * latent_dim)
+        self.head = nn.Linear(channels[-1] * height * width + condition_dim, 2 * latent_dim)
 
-    def forward(self, x: torch.Tensor) -> DiagonalGaussian:
-        mean, log_var = self.head(self.features(x)).chunk(2, dim=-1)  # (B, D) each
-        return DiagonalGaussian(mean, log_var)
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Independent:
+        mean, log_var = self.head(join(self.features(x), c)).chunk(2, dim=-1)  # (B, D) each
+        return diagonal_gaussian(mean, log_var)
 
 
 class ConvDecoder(nn.Module):
-    """z (B, latent_dim) -> likelihood parameters (B, C, H, W) via transposed convolutions.
+    """z (B, latent_dim) [and c] -> likelihood parameters (B, C, H, W) via transposed
+    convolutions.
 
     `channels` lists feature maps from the smallest upward, e.g. (64, 32) mirrors an encoder
     with (32, 64); the last layer maps to the image's own channel count.
     """
 
     def __init__(
-        self, input_shape: Sequence[int], latent_dim: int, channels: Sequence[int] = (64, 32)
+        self,
+        input_shape: Sequence[int],
+        latent_dim: int,
+        channels: Sequence[int] = (64, 32),
+        condition_dim: int = 0,
     ) -> None:
         super().__init__()
         sizes = feature_sizes(input_shape, len(channels))[::-1]  # smallest first
         self.start_shape = (channels[0], *sizes[0])
-        self.project = nn.Sequential(nn.Linear(latent_dim, math.prod(self.start_shape)), nn.ReLU())
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim + condition_dim, math.prod(self.start_shape)), nn.ReLU()
+        )
         layers: list[nn.Module] = []
         outs = [*channels[1:], input_shape[0]]
         for i, (c_in, c_out) in enumerate(zip(channels, outs, strict=True)):
@@ -74,8 +90,9 @@ class ConvDecoder(nn.Module):
                 layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         lead = z.shape[:-1]  # (B,) or (K, B) for K samples per image
-        h = self.project(z.reshape(-1, z.shape[-1])).unflatten(-1, self.start_shape)
+        zc = join(z, c)
+        h = self.project(zc.reshape(-1, zc.shape[-1])).unflatten(-1, self.start_shape)
         out = self.net(h)  # (prod(lead), C, H, W)
         return out.reshape(*lead, *out.shape[1:])

@@ -1,49 +1,49 @@
-"""The diagonal Gaussian q(z|x) = N(mean, diag(exp(log_var))) that every encoder returns."""
+"""The diagonal Gaussian q(z|x) = N(mean, diag(exp(log_var))) that every encoder returns.
+
+It is a `torch.distributions` object: `Independent(Normal(mean, std), 1)`, so `rsample`,
+`log_prob` (summed over the D latent dims) and `kl_divergence` come from torch. Argument
+validation is off (`validate_args=False`): its checks read tensors back to the host, a
+sync per step on a GPU. Measured against the hand-written Gaussian this project had
+before (rsample, closed-form KL, forward and backward, B = 128, D = 16, one CPU thread):
+786 us against 751 us, best of 30 trials: noise next to a 5-7 ms training step.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
+from torch.distributions import Independent, Normal, kl_divergence
 
 LOG_2PI = math.log(2 * math.pi)
 
+Posterior = Independent  # q(z|x): batch shape (B,), event shape (D,)
 
-@dataclass
-class DiagonalGaussian:
-    """A batch of diagonal Gaussians; shapes (B, D). Densities sum over the D dims.
 
-    Written out rather than taken from `torch.distributions` so that nothing validates
-    arguments on the hot path (a host sync per step on a GPU) and the KL reads as maths.
+def diagonal_gaussian(mean: torch.Tensor, log_var: torch.Tensor) -> Independent:
+    """N(mean, diag(exp(log_var))) over the last dim; shapes (..., D)."""
+    std = torch.exp(0.5 * log_var)
+    return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
+
+
+def log_variance(q: Independent) -> torch.Tensor:
+    """log sigma^2 of each dim of a diagonal Gaussian, shape (..., D)."""
+    return 2 * torch.log(q.base_dist.scale)
+
+
+def standard_normal_kl_per_dim(q: Independent) -> torch.Tensor:
+    """KL(q_d || N(0, 1)) for each latent dim d, in closed form, shape (..., D).
+
+    Kingma & Welling 2014, Appendix B: -KL = 1/2 sum_d (1 + log s_d^2 - m_d^2 - s_d^2). A
+    dim whose KL stays near 0 for every x carries no information (posterior collapse).
     """
+    loc = q.base_dist.loc
+    zero = torch.zeros((), dtype=loc.dtype, device=loc.device)
+    return kl_divergence(q.base_dist, Normal(zero, zero + 1.0, validate_args=False))
 
-    mean: torch.Tensor
-    log_var: torch.Tensor
 
-    @property
-    def std(self) -> torch.Tensor:
-        return torch.exp(0.5 * self.log_var)
-
-    def rsample(self, n: int | None = None) -> torch.Tensor:
-        """z = mean + std * eps, eps ~ N(0, I): the reparameterization trick (Kingma & Welling
-        2014, Sec. 2.4), so gradients flow to mean and log_var. Shape (B, D), or (n, B, D)."""
-        shape = self.mean.shape if n is None else (n, *self.mean.shape)
-        eps = torch.randn(shape, dtype=self.mean.dtype, device=self.mean.device)
-        return self.mean + self.std * eps
-
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """log q(z|x), summed over latent dims: shape z.shape[:-1]."""
-        return -0.5 * (LOG_2PI + self.log_var + (z - self.mean) ** 2 / self.log_var.exp()).sum(-1)
-
-    def kl_to_standard_normal(self) -> torch.Tensor:
-        """KL(q || N(0, I)) in closed form, per item, shape (B,).
-
-        Kingma & Welling 2014, Appendix B: -KL = 1/2 sum_d (1 + log s_d^2 - m_d^2 - s_d^2).
-        """
-        return self.kl_per_dim().sum(-1)
-
-    def kl_per_dim(self) -> torch.Tensor:
-        """The terms of that sum, one per latent dim, shape (B, D): a dim whose KL stays
-        near 0 for every x carries no information (posterior collapse)."""
-        return 0.5 * (self.mean**2 + self.log_var.exp() - 1.0 - self.log_var)
+def concatenate(parts: list[Independent]) -> Independent:
+    """One diagonal Gaussian from several along the batch dim (e.g. encoded in chunks)."""
+    loc = torch.cat([p.base_dist.loc for p in parts])
+    scale = torch.cat([p.base_dist.scale for p in parts])
+    return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)

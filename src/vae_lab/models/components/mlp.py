@@ -8,8 +8,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.distributions import Independent
 
-from vae_lab.models.components.gaussian import DiagonalGaussian
+from vae_lab.models.components.conditioning import join
+from vae_lab.models.components.gaussian import diagonal_gaussian
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -23,28 +25,38 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
 
 
 class MLPEncoder(nn.Module):
-    """x (B, *input_shape) -> q(z|x), a diagonal Gaussian over `latent_dim` dims."""
+    """x (B, *input_shape) [and a condition c (B, condition_dim)] -> q(z|x, c), a diagonal
+    Gaussian over `latent_dim` dims. The condition joins the flattened pixels."""
 
     def __init__(
-        self, input_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequence[int] = (512, 256)
+        self,
+        input_shape: Sequence[int],
+        latent_dim: int,
+        hidden_sizes: Sequence[int] = (512, 256),
+        condition_dim: int = 0,
     ) -> None:
         super().__init__()
-        self.net = mlp([math.prod(input_shape), *hidden_sizes, 2 * latent_dim])
+        self.net = mlp([math.prod(input_shape) + condition_dim, *hidden_sizes, 2 * latent_dim])
 
-    def forward(self, x: torch.Tensor) -> DiagonalGaussian:
-        mean, log_var = self.net(x.flatten(1)).chunk(2, dim=-1)  # (B, D) each
-        return DiagonalGaussian(mean, log_var)
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Independent:
+        mean, log_var = self.net(join(x.flatten(1), c)).chunk(2, dim=-1)  # (B, D) each
+        return diagonal_gaussian(mean, log_var)
 
 
 class MLPDecoder(nn.Module):
-    """z (B, latent_dim) -> likelihood parameters (B, *input_shape), e.g. Bernoulli logits."""
+    """z (..., latent_dim) [and c] -> likelihood parameters (..., *input_shape), e.g.
+    Bernoulli logits. The condition joins z."""
 
     def __init__(
-        self, input_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequence[int] = (256, 512)
+        self,
+        input_shape: Sequence[int],
+        latent_dim: int,
+        hidden_sizes: Sequence[int] = (256, 512),
+        condition_dim: int = 0,
     ) -> None:
         super().__init__()
         self.input_shape = tuple(input_shape)
-        self.net = mlp([latent_dim, *hidden_sizes, math.prod(input_shape)])
+        self.net = mlp([latent_dim + condition_dim, *hidden_sizes, math.prod(input_shape)])
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).unflatten(-1, self.input_shape)
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(join(z, c)).unflatten(-1, self.input_shape)

@@ -1,33 +1,84 @@
-"""Priors p(z). A prior owns its KL term, so a prior without a closed form can estimate it."""
+"""Priors p(z). A prior owns its KL term, so a prior without a closed form can estimate it.
+
+A new prior is one subclass of `Prior` and one YAML file under `configs/prior/`: it says
+how to score z (`log_prob`) and draw it (`sample`); the KL to a posterior then defaults to
+the one-sample Monte Carlo estimate log q(z|x) - log p(z) at the z the model drew.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+from torch.distributions import Independent, Normal
 
-from vae_lab.models.components.gaussian import LOG_2PI, DiagonalGaussian
+from vae_lab.models.components.gaussian import standard_normal_kl_per_dim
+
+if TYPE_CHECKING:
+    from vae_lab.models.vae import VAE
 
 
-class StandardNormalPrior(nn.Module):
-    """p(z) = N(0, I) over `latent_dim` dims."""
+class Prior(nn.Module, ABC):
+    """p(z) over `latent_dim` dims; log-densities sum over the dims."""
 
+    per_dim_kl = False  # whether kl_per_dim gives KL(q || p) split by latent dim
     _device_anchor: torch.Tensor  # empty; follows the module's device and dtype
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
         self.latent_dim = latent_dim
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
 
-    def kl(self, posterior: DiagonalGaussian) -> torch.Tensor:
-        """KL(q(z|x) || p(z)) per item, closed form (Kingma & Welling 2014, App. B)."""
-        return posterior.kl_to_standard_normal()
+    def attach(self, model: VAE) -> None:
+        """Called once by the VAE that owns this prior, when it is built; a prior made of
+        the model's own parts (the VampPrior: its encoder) takes what it needs here."""
+
+    @abstractmethod
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z), summed over latent dims: shape z.shape[:-1]."""
+
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws, shape (n, latent_dim), on the prior's device; `generator` (on any
+        device) makes them reproducible."""
+
+    def kl(self, posterior: Independent, z: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per item, shape (B,): here the one-sample Monte Carlo
+        estimate log q(z|x) - log p(z) at the model's draw z, unbiased, not a bound
+        itself; a prior with a closed form overrides it."""
+        return posterior.log_prob(z) - self.log_prob(z)
+
+    def kl_per_dim(self, posterior: Independent) -> torch.Tensor | None:
+        """KL(q || p) of each latent dim, shape (B, D), where it splits by dim; else None."""
+        return None
+
+    def randn(self, *shape: int, generator: torch.Generator | None) -> torch.Tensor:
+        """Standard normal noise drawn on the generator's device, then moved to the prior's."""
+        anchor = self._device_anchor
+        if generator is None:
+            return torch.randn(shape, device=anchor.device, dtype=anchor.dtype)
+        return torch.randn(shape, generator=generator, device=generator.device).to(anchor)
+
+
+class StandardNormalPrior(Prior):
+    """p(z) = N(0, I), with the KL to a diagonal Gaussian in closed form."""
+
+    per_dim_kl = True
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z), summed over latent dims."""
-        return -0.5 * (LOG_2PI + z**2).sum(-1)
+        zero = torch.zeros((), dtype=z.dtype, device=z.device)
+        return Normal(zero, zero + 1.0, validate_args=False).log_prob(z).sum(-1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n draws, shape (n, latent_dim), on the prior's device."""
-        anchor = self._device_anchor
-        noise = torch.randn(n, self.latent_dim, generator=generator, device=anchor.device)
-        return noise.to(anchor.dtype)
+        return self.randn(n, self.latent_dim, generator=generator)
+
+    def kl(self, posterior: Independent, z: torch.Tensor) -> torch.Tensor:
+        """Closed form (Kingma & Welling 2014, App. B); z is not needed."""
+        return standard_normal_kl_per_dim(posterior).sum(-1)
+
+    def kl_per_dim(self, posterior: Independent) -> torch.Tensor:
+        return standard_normal_kl_per_dim(posterior)

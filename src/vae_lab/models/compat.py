@@ -1,0 +1,87 @@
+"""Which parts of a model go together: checked on the composed config, before any data is
+read or part built, so a pair that cannot work stops the run with one line naming it.
+
+What the checks read is declared by the parts themselves (class attributes and
+constructor arguments), so a new part joins them with no edit here:
+
+- `kl_schedule.free_bits` floors a KL term per latent dim: it needs an objective with a KL
+  term (`Objective.has_kl_term`) and a prior whose KL splits by dim (`Prior.per_dim_kl`);
+- a conditioning that conditions (`conditions = True`) needs an encoder and a decoder
+  that take a `condition_dim` argument.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from hydra.utils import get_class
+from omegaconf import DictConfig
+
+from vae_lab.config import MODEL_GROUPS
+from vae_lab.errors import UserError
+
+
+def _class_of(node: Any) -> type | None:
+    """The class a node's `_target_` names; None where it does not import (the builder
+    reports that one, with the reason)."""
+    try:
+        return get_class(str(node._target_))
+    except Exception:
+        return None
+
+
+def _require_targets(cfg: DictConfig) -> None:
+    for group in MODEL_GROUPS:
+        node = cfg.get(group)
+        keys = ("encoder", "decoder") if group == "model" else (None,)
+        for key in keys:
+            part = node.get(key) if (node is not None and key is not None) else node
+            where = f"{group}.{key}" if key else group
+            if part is None or "_target_" not in part:
+                raise UserError(
+                    f"{where} names no class (_target_): choose an option of the "
+                    f"'{group}' group, e.g. {group}=<option>; `python -m vae_lab.train "
+                    "--help` lists them"
+                )
+
+
+def _check_free_bits(cfg: DictConfig) -> None:
+    free_bits = cfg.kl_schedule.get("free_bits") or 0
+    if not free_bits > 0:
+        return
+    objective, prior = _class_of(cfg.objective), _class_of(cfg.prior)
+    if objective is not None and not getattr(objective, "has_kl_term", True):
+        raise UserError(
+            f"kl_schedule.free_bits={free_bits} does not go with the objective "
+            f"{objective.__name__}: it has no KL term of its own to floor; set "
+            "kl_schedule.free_bits=0, or use objective=elbo"
+        )
+    if prior is not None and not getattr(prior, "per_dim_kl", False):
+        raise UserError(
+            f"kl_schedule.free_bits={free_bits} does not go with the prior {prior.__name__}: "
+            "the floor is per latent dim, and its KL to the posterior does not split by dim; "
+            "set kl_schedule.free_bits=0, or use prior=standard_normal"
+        )
+
+
+def _check_conditioning(cfg: DictConfig) -> None:
+    conditioning = _class_of(cfg.conditioning)
+    if conditioning is None or not getattr(conditioning, "conditions", False):
+        return
+    for key in ("encoder", "decoder"):
+        part = _class_of(cfg.model[key])
+        if part is not None and "condition_dim" not in inspect.signature(part).parameters:
+            raise UserError(
+                f"conditioning {conditioning.__name__} does not go with model.{key} "
+                f"{part.__name__}: it takes no condition_dim argument, so it cannot see the "
+                "condition; use conditioning=none, or model=mlp, conv or gated_mlp"
+            )
+
+
+def check_model_config(cfg: DictConfig) -> None:
+    """Raise a one-line UserError for a missing part or a pair of parts that do not go
+    together; return quietly otherwise."""
+    _require_targets(cfg)
+    _check_free_bits(cfg)
+    _check_conditioning(cfg)

@@ -1,0 +1,120 @@
+"""Every combination of the model options composes, builds and computes a loss with
+gradients, or is refused before any work with one line naming the pair and why."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from vae_lab.config import validate
+from vae_lab.errors import UserError
+from vae_lab.models.build import build_vae
+from vae_lab.train import CONFIG_DIR
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+OPTIONS = {
+    "model": ["mlp", "conv", "gated_mlp"],
+    "prior": ["standard_normal", "mog", "vampprior"],
+    "objective": ["elbo", "iwae"],
+    "kl_schedule": ["constant", "linear", "cyclical"],
+    "conditioning": ["none", "label"],
+}
+FREE_BITS = [0.0, 0.5]
+COMBINATIONS = list(itertools.product(*OPTIONS.values(), FREE_BITS))
+
+
+def test_the_options_listed_here_are_all_there_are() -> None:
+    for group, options in OPTIONS.items():
+        assert sorted(options) == sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+Nodes = tuple[DictConfig, dict[tuple[str, str], DictConfig]]
+
+
+@pytest.fixture(scope="module")
+def nodes() -> Nodes:
+    """The default config, and each option's node as its YAML file defines it."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        base = compose("train", ["latent_dim=2", "paths.output_dir=unused"])
+    with open_dict(base):
+        base.pop("hydra", None)
+    options = {
+        (group, option): OmegaConf.load(Path(CONFIG_DIR) / group / f"{option}.yaml")
+        for group, names in OPTIONS.items()
+        for option in names
+    }
+    options["prior", "vampprior"].pseudo_inputs = 4  # fewer images to encode per step
+    return base, options
+
+
+def _config(nodes: Nodes, combination: tuple) -> DictConfig:
+    base, options = nodes
+    cfg = base.copy()
+    *choices, free_bits = combination
+    for group, option in zip(OPTIONS, choices, strict=True):
+        node = options[group, option].copy()
+        if group == "model":  # a typed node (encoder, decoder): filled, not replaced
+            cfg.model.encoder, cfg.model.decoder = node.encoder, node.decoder
+        else:
+            cfg[group] = node
+    cfg.kl_schedule.free_bits = free_bits
+    return cfg
+
+
+def test_every_combination_builds_and_trains_or_is_refused_in_one_line(nodes: Nodes) -> None:
+    torch.manual_seed(0)
+    x, y = torch.rand(3, 1, 28, 28).round(), torch.tensor([0, 4, 9])
+    refused = []
+    for combination in COMBINATIONS:
+        _, prior, objective, _, _, free_bits = combination
+        cfg = _config(nodes, combination)
+        # free bits floor a KL term per latent dim: IWAE has no KL term, a mixture's KL no dims
+        incompatible = free_bits > 0 and (objective == "iwae" or prior != "standard_normal")
+        if incompatible:
+            with pytest.raises(UserError) as error:
+                validate(cfg)  # at composition: before data, before building
+            message = str(error.value)
+            other = (
+                "IWAE"
+                if objective == "iwae"
+                else {"mog": "MixtureOfGaussians", "vampprior": "VampPrior"}[prior]
+            )
+            assert (
+                "\n" not in message and "kl_schedule.free_bits=0.5" in message and other in message
+            )
+            refused.append(combination)
+            continue
+        validate(cfg)
+        vae = build_vae(cfg, (1, 28, 28))
+        loss = vae.training_loss((x, y)).loss
+        loss.backward()
+        assert math.isfinite(float(loss.detach())), combination
+        assert all(p.grad is not None for p in vae.encoder.parameters()), combination
+    assert (
+        len(refused) == 108 - 18
+    )  # with free bits only ELBO and N(0, I) go: 3 * 3 * 2 combinations
+
+
+def test_a_conditioning_with_an_encoder_that_cannot_take_it_is_refused(nodes: Nodes) -> None:
+    cfg = _config(nodes, ("mlp", "standard_normal", "elbo", "constant", "label", 0.0))
+    cfg.model.encoder = {"_target_": "tests.test_compat.PlainEncoder"}
+    with pytest.raises(
+        UserError,
+        match=r"conditioning LabelConditioning does not go with "
+        r"model.encoder PlainEncoder: it takes no condition_dim argument",
+    ):
+        validate(cfg)
+
+
+class PlainEncoder(torch.nn.Module):
+    """An encoder written without conditioning in mind."""
+
+    def __init__(self, input_shape: list[int], latent_dim: int) -> None:
+        super().__init__()
