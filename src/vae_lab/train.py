@@ -59,9 +59,11 @@ def check_accelerator(cfg: DictConfig) -> None:
 
 def quiet_lightning() -> None:
     """Send Lightning's messages through Hydra's handlers once (console and train.log),
-    not twice, and drop a deprecation warning Lightning raises against newer torch."""
+    not twice, and drop a deprecation warning Lightning raises against newer torch, and
+    its hint to use `srun` wherever SLURM is installed (a run outside SLURM is meant so)."""
     logging.getLogger("lightning").handlers.clear()
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available")
 
 
 def discard_if_unused() -> None:
