@@ -26,11 +26,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import compose_tiny
+from tests.conftest import ComposeFn, compose_tiny
 from tests.test_sweeps import job_dirs, statuses, sweep_args, sweep_dirs
 from vae_lab.errors import UserError
 from vae_lab.report import make_report
-from vae_lab.slurm import device_count, gpus_per_node
+from vae_lab.slurm import RESTART_VAR, device_count, gpus_per_node, resume_if_requeued
 from vae_lab.train import CONFIG_DIR, train
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "slurm.sh"
@@ -83,6 +83,31 @@ def test_trainer_ddp_with_devices_auto_is_one_line_on_the_command_line(tmp_path:
         "trainer.devices must be a number, got 'auto'; for example trainer.devices=4"
     ]
     assert not (tmp_path / "outputs").exists()  # refused before anything was submitted
+
+
+def test_only_a_restarted_job_with_a_checkpoint_of_its_own_resumes(
+    compose_cfg: ComposeFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    cases = [  # (SLURM_RESTART_COUNT, last.ckpt there, ckpt_path given) -> ckpt_path
+        (None, True, None, None),  # a first start, even in a directory with checkpoints
+        ("0", True, None, None),
+        ("1", False, None, None),  # stopped before its first checkpoint: from the start
+        ("1", True, None, str(last)),
+        ("2", True, "/elsewhere/last.ckpt", "/elsewhere/last.ckpt"),  # given: kept
+    ]
+    for restarts, exists, given, expected in cases:
+        if restarts is None:
+            monkeypatch.delenv(RESTART_VAR, raising=False)
+        else:
+            monkeypatch.setenv(RESTART_VAR, restarts)
+        last.parent.mkdir(parents=True, exist_ok=True)
+        last.unlink(missing_ok=True)
+        if exists:
+            last.write_bytes(b"")
+        cfg = compose_cfg(*([f"ckpt_path={given}"] if given else []))
+        resume_if_requeued(cfg)
+        assert cfg.ckpt_path == expected, (restarts, exists, given)
 
 
 # --- The private cluster -----------------------------------------------------------------
