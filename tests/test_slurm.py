@@ -96,6 +96,7 @@ def test_only_a_restarted_job_with_a_checkpoint_of_its_own_resumes(
         ("1", True, None, str(last)),
         ("2", True, "/elsewhere/last.ckpt", "/elsewhere/last.ckpt"),  # given: kept
     ]
+    base = compose_cfg()
     for restarts, exists, given, expected in cases:
         if restarts is None:
             monkeypatch.delenv(RESTART_VAR, raising=False)
@@ -105,7 +106,8 @@ def test_only_a_restarted_job_with_a_checkpoint_of_its_own_resumes(
         last.unlink(missing_ok=True)
         if exists:
             last.write_bytes(b"")
-        cfg = compose_cfg(*([f"ckpt_path={given}"] if given else []))
+        cfg = base.copy()
+        cfg.ckpt_path = given
         resume_if_requeued(cfg)
         assert cfg.ckpt_path == expected, (restarts, exists, given)
 
