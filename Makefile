@@ -9,7 +9,7 @@ ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install data train test test-slow lint format tensorboard bench clean
+.PHONY: help install data train test test-slow lint format tensorboard bench slurm slurm-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,12 @@ tensorboard: install ## serve TensorBoard for every run under outputs/, on local
 
 bench: install data ## time an epoch of the framework against a plain PyTorch loop; writes outputs/bench.json
 	$(PY) benchmarks/epoch_time.py --out outputs/bench.json
+
+slurm: ## start a private single-node SLURM here (root; installs Debian's slurm and munge): scripts/slurm.sh
+	$(SUDO) scripts/slurm.sh up
+
+slurm-down: ## stop the private SLURM that `make slurm` started
+	$(SUDO) scripts/slurm.sh down
 
 clean: ## remove caches (keeps .venv, data and outputs)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

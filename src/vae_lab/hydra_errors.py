@@ -76,8 +76,21 @@ def _missing_config(error: MissingConfigException) -> UserError:
     return UserError(f"unknown option {group}={option}; the options of {group!r} are: {options}")
 
 
+def _user_error_inside(error: BaseException) -> UserError | None:
+    """A UserError that a resolver raised, which OmegaConf wraps in its own error."""
+    inner = error.__cause__ or error.__context__
+    for _ in range(5):  # a short chain: Hydra's wrapper, OmegaConf's, the resolver's
+        if inner is None or isinstance(inner, UserError):
+            return inner
+        inner = inner.__cause__ or inner.__context__
+    return None
+
+
 def from_hydra_error(error: BaseException) -> UserError | None:
     """A one-line UserError for a composition error of Hydra or OmegaConf, else None."""
+    raised = _user_error_inside(error) if isinstance(error, OmegaConfBaseException) else None
+    if raised is not None:  # e.g. ${slurm_gpus:...} refusing trainer.devices=auto
+        return raised
     if isinstance(error, MissingConfigException):
         return _missing_config(error)
     if isinstance(error, OverrideParseException):

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from vae_lab.config import register_schemas, validate
 from vae_lab.errors import TrainingDiverged, UserError, from_os_error, report_and_exit
 from vae_lab.runtime import apply_runtime, stop_nvml_polling
+from vae_lab.slurm import explain_missing_accounting, register_resolvers, resume_if_requeued
 from vae_lab.sweeps import check_metric_name, objective, run_sweep_job
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ OmegaConf.register_new_resolver(
     "run_token", lambda: os.environ.get(TOKEN_VAR) or _PROCESS_TOKEN, replace=True
 )
 register_schemas()
+register_resolvers()
 
 
 def check_accelerator(cfg: DictConfig) -> None:
@@ -57,9 +59,11 @@ def check_accelerator(cfg: DictConfig) -> None:
 
 def quiet_lightning() -> None:
     """Send Lightning's messages through Hydra's handlers once (console and train.log),
-    not twice, and drop a deprecation warning Lightning raises against newer torch."""
+    not twice, and drop a deprecation warning Lightning raises against newer torch, and
+    its hint to use `srun` wherever SLURM is installed (a run outside SLURM is meant so)."""
     logging.getLogger("lightning").handlers.clear()
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available")
 
 
 def discard_if_unused() -> None:
@@ -89,6 +93,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     validate(cfg)
     check_accelerator(cfg)
+    resume_if_requeued(cfg)  # a SLURM job started again continues its own run
     resume = None
     if cfg.get("ckpt_path"):
         from vae_lab.resume import prepare
@@ -293,6 +298,7 @@ def cli() -> None:
     from vae_lab.hydra_errors import reported
 
     os.environ[TOKEN_VAR] = secrets.token_hex(4)
+    explain_missing_accounting()
     with reported():
         main()
 
