@@ -130,7 +130,9 @@ def test_named_sweeps_and_the_slurm_launcher_compose() -> None:
         "model": "mlp,conv",
         "latent_dim": "2,4,8,16,32,64",
     }
-    assert likelihood.hydra.sweeper.params.likelihood == "bernoulli,gaussian,gaussian_learned"
+    assert likelihood.hydra.sweeper.params.likelihood == (
+        "bernoulli,gaussian,gaussian_learned,continuous_bernoulli,logistic"
+    )
     launcher = slurm.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node) == ("gpu", 30, 1)

@@ -63,9 +63,12 @@ def load_trained(cfg: DictConfig) -> Trained:
     )
 
 
-def split_data(trained: Trained, cfg: DictConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def split_data(
+    trained: Trained, cfg: DictConfig, split: str, eight_bit: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 (N, C, H, W), labels (N,)) of `split`, cut and binarized as in training:
-    the same held-out validation images, the same fixed binarization of val and test."""
+    the same held-out validation images, the same fixed binarization of val and test.
+    With `eight_bit`, the 8-bit images of the same split, even where the run binarized them."""
     if split not in SPLITS:
         raise UserError(f"split {split!r} is not one of {', '.join(SPLITS)}")
     data_cfg = trained.config.data.copy()
@@ -74,6 +77,8 @@ def split_data(trained: Trained, cfg: DictConfig, split: str) -> tuple[torch.Ten
             if cfg.data.get(key) is not None:
                 data_cfg[key] = cfg.data[key]
         data_cfg.download = False
+        if eight_bit:
+            data_cfg.binarize = "none"
     datamodule = instantiate(data_cfg)
     datamodule.load()
     if datamodule.input_shape != trained.input_shape:

@@ -30,8 +30,9 @@ import torch
 from torch import nn
 
 from vae_lab.data.batches import Batch
+from vae_lab.evaluation.bits import bits_per_dim_of, is_binarized
 from vae_lab.models.components.gaussian import DiagonalGaussian
-from vae_lab.models.components.likelihoods import Likelihood, bits_per_dim
+from vae_lab.models.components.likelihoods import Likelihood
 from vae_lab.models.components.prior import StandardNormalPrior
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -144,10 +145,16 @@ class VAE(L.LightningModule):
         if training:
             metrics["train/loss"] = loss
         if stage == "test" and self.iw_samples > 0:
-            iw_nll = -self.iw_log_likelihood(batch.images, self.iw_samples)
-            metrics["test/iw_nll"] = iw_nll.mean()
-            if self.likelihood.discrete:
-                metrics["test/bpd"] = bits_per_dim(iw_nll, batch.images[0].numel()).mean()
+            iw_ll = self.iw_log_likelihood(batch.images, self.iw_samples)
+            metrics["test/iw_nll"] = -iw_ll.mean()
+            bits = bits_per_dim_of(  # bpd (binarized data) or bpd_8bit, where they apply
+                self.likelihood,
+                batch.images,
+                iw_ll,
+                lambda y: self.iw_log_likelihood(y, self.iw_samples),
+                binarized=is_binarized(self.hparams.get("config")),
+            )
+            metrics.update({f"test/{name}": value.mean() for name, value in bits.items()})
         # Values stay on the device; validation and test are reduced at epoch end (across
         # processes too), so no step forces a host sync beyond the logger's own cadence.
         self.log_dict(
