@@ -35,7 +35,7 @@ data: ## make Fashion-MNIST available (Debian's dataset-fashion-mnist, else torc
 train: install data ## train the default model on Fashion-MNIST (extra Hydra overrides: ARGS="model=conv")
 	$(PY) -m vae_lab.train $(ARGS)
 
-classifier: install data ## train the Fashion-MNIST classifier FID and KID use; writes outputs/classifier/ (ARGS="epochs=6")
+classifier: install data ## train the Fashion-MNIST classifier FID and KID use; writes outputs/classifier/ (ARGS="epochs=5")
 	$(PY) -m vae_lab.classifier $(ARGS)
 
 test: install ## run the fast test tier (gets the real data if it can: one test reads it whole)

@@ -38,7 +38,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from vae_lab.data.batches import IndexBatches
     from vae_lab.evaluation.bits import is_binarized
     from vae_lab.evaluation.metrics import evaluate
-    from vae_lab.evaluation.quality import check_fid_options
+    from vae_lab.evaluation.quality import check_fid_options, sample_quality
     from vae_lab.evaluation.trained import load_trained, split_data
     from vae_lab.outputs import write_json_atomic
 
@@ -58,6 +58,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     def progress(done: int) -> None:
         log.info(f"{done}/{len(images)} images, {time.perf_counter() - start:.0f} s")
 
+    fid_data = _fid_data(trained, cfg) if classifier is not None else None  # sizes: say now
     binarized = is_binarized(trained.config)
     result = evaluate(
         trained.model, batches, cfg.eval.k, cfg.eval.decode_batch, device, progress, binarized
@@ -74,8 +75,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         **result.as_dict(),
     }
     samples = None
-    if classifier is not None:
-        quality, samples = _sample_quality(trained, cfg, classifier)
+    if classifier is not None and fid_data is not None:
+        log.info(f"FID and KID of {cfg.eval.fid_samples} prior samples ({classifier.weights})")
+        quality, samples = sample_quality(
+            trained.model,
+            classifier,
+            *fid_data,
+            cfg.eval.fid_samples,
+            cfg.eval.kid_subset_size,
+            cfg.seed,
+        )
         summary.update(quality.as_dict())
     summary["seconds"] = round(time.perf_counter() - start, 2)
     out = Path(HydraConfig.get().runtime.output_dir) / "metrics.json"
@@ -86,23 +95,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def _sample_quality(trained: Any, cfg: DictConfig, classifier: Any) -> tuple[Any, Any]:
-    """FID and KID against the 8-bit test images (whatever pixels the model was trained on)."""
-    from vae_lab.evaluation.quality import sample_quality
+def _fid_data(trained: Any, cfg: DictConfig) -> tuple[Any, Any]:
+    """The 8-bit training and test images FID needs (whatever pixels the model was trained
+    on), checked against the sizes asked for before any long work starts."""
+    from vae_lab.evaluation.quality import check_sizes
     from vae_lab.evaluation.trained import split_data
 
-    log.info(f"FID and KID of {cfg.eval.fid_samples} prior samples, features of {classifier.weights}")
-    test_images, _ = split_data(trained, cfg, "test", eight_bit=True)
     train_images, _ = split_data(trained, cfg, "train", eight_bit=True)
-    return sample_quality(
-        trained.model,
-        classifier,
-        train_images,
-        test_images,
-        cfg.eval.fid_samples,
-        cfg.eval.kid_subset_size,
-        cfg.seed,
-    )
+    test_images, _ = split_data(trained, cfg, "test", eight_bit=True)
+    check_sizes(cfg.eval.fid_samples, cfg.eval.kid_subset_size, len(train_images), len(test_images))
+    return train_images, test_images
 
 
 def _bits_rows(s: dict[str, Any]) -> list[tuple[str, str]]:

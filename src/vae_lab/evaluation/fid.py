@@ -15,6 +15,7 @@ number of images, and a number means little alone: beside it stand the same dist
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -42,16 +43,27 @@ class FeatureDistances:
     are computed once and kept (`reset_real_features=False`)."""
 
     def __init__(
-        self, features: nn.Module, real: torch.Tensor, kid_subset_size: int, seed: int = 0
+        self,
+        features: nn.Module,
+        real: torch.Tensor,
+        kid_subset_size: int,
+        seed: int = 0,
+        kid_subsets: int = 100,
     ) -> None:
         shape = tuple(real.shape[1:])
         # normalize=True: float images in [0, 1] go to the extractor as they are (1.4+)
         self.fid = FrechetInceptionDistance(
             feature=features, reset_real_features=False, normalize=True, input_img_size=shape
         )
-        self.kid = KernelInceptionDistance(
-            feature=features, reset_real_features=False, normalize=True, subset_size=kid_subset_size
-        )
+        with warnings.catch_warnings():  # that it keeps every feature: 10k x 128 floats here
+            warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+            self.kid = KernelInceptionDistance(
+                feature=features,
+                reset_real_features=False,
+                normalize=True,
+                subsets=kid_subsets,
+                subset_size=kid_subset_size,
+            )
         self.seed = seed
         for chunk in _chunks(real):
             self.fid.update(chunk, real=True)

@@ -93,7 +93,6 @@ def sample_quality(
 ) -> tuple[SampleQuality, torch.Tensor]:
     """The figures, and the model's n images (for a picture of what was measured).
     Images arrive as uint8 (N, C, H, W); the classifier runs on the model's device."""
-    check_sizes(n, kid_subset_size, len(train_images), len(test_images))
     features = Features(store.load(classifier.weights, device=model.device))
     distances = FeatureDistances(features, test_images.float() / 255.0, kid_subset_size, seed)
     images = prior_images(model, n, seed)
