@@ -18,8 +18,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import tiny_overrides
 from vae_lab import checkpoints, evaluate, sample
-from vae_lab.report import make_report
 from vae_lab.errors import UserError
+from vae_lab.report import make_report
 from vae_lab.train import CONFIG_DIR, train
 
 LATENT = 3

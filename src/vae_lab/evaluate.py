@@ -150,8 +150,10 @@ def _table(s: dict[str, Any]) -> str:
     return "\n".join([head, *(f"  {name:<{width}}  {value}" for name, value in rows)])
 
 
-SCALARS = ("elbo", "recon", "kl", "active_units", "fid", "kid", "fid_floor", "kid_floor")
-SCALARS += ("fid_ceiling", "kid_ceiling")
+SCALARS = (
+    *("elbo", "recon", "kl", "active_units"),
+    *("fid", "kid", "fid_floor", "kid_floor", "fid_ceiling", "kid_ceiling"),
+)
 
 
 def _write_beside_run(s: dict[str, Any], run_dir: Path, samples: Any = None) -> None:

@@ -53,7 +53,9 @@ ConfigStore.instance().store(name="classifier_schema", node=ClassifierConfig)
 def check(cfg: DictConfig) -> None:
     """Values the types allow but training cannot use."""
     if cfg.epochs < 1:
-        raise UserError(f"epochs must be a positive integer, got {cfg.epochs}; for example epochs=5")
+        raise UserError(
+            f"epochs must be a positive integer, got {cfg.epochs}; for example epochs=5"
+        )
     if not 0 < cfg.lr < float("inf"):
         raise UserError(f"lr must be a positive number, got {cfg.lr}; for example lr=3e-3")
     if cfg.features < 1 or not cfg.channels or min(cfg.channels) < 1:

@@ -23,7 +23,9 @@ class FitResult(NamedTuple):
 
 
 @torch.no_grad()
-def accuracy(net: FashionCNN, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> float:
+def accuracy(
+    net: FashionCNN, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000
+) -> float:
     """The fraction of `images` (uint8, (N, C, H, W)) whose arg-max class is the label."""
     was_training = net.training
     net.eval()

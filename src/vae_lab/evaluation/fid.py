@@ -50,7 +50,8 @@ class FeatureDistances:
         seed: int = 0,
         kid_subsets: int = 100,
     ) -> None:
-        shape = tuple(real.shape[1:])
+        channels, height, width = real.shape[1:]
+        shape = (channels, height, width)
         # normalize=True: float images in [0, 1] go to the extractor as they are (1.4+)
         self.fid = FrechetInceptionDistance(
             feature=features, reset_real_features=False, normalize=True, input_img_size=shape

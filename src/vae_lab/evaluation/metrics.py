@@ -81,7 +81,11 @@ def evaluate(
         terms = model.elbo_terms(x)
         iw = model.iw_log_likelihood(x, k, decode_batch)
         bits = bits_per_dim_of(
-            model.likelihood, x, iw, lambda y: model.iw_log_likelihood(y, k, decode_batch), binarized
+            model.likelihood,
+            x,
+            iw,
+            lambda y: model.iw_log_likelihood(y, k, decode_batch),
+            binarized,
         )
         for name, values in bits.items():
             bit_sums[name] = bit_sums.get(name, 0.0) + float(values.double().sum())

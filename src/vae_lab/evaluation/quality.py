@@ -40,7 +40,9 @@ class SampleQuality:
 
 def _count(value: Any, name: str, example: str, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise UserError(f"{name} must be an integer >= {least}, got {value!r}; for example {example}")
+        raise UserError(
+            f"{name} must be an integer >= {least}, got {value!r}; for example {example}"
+        )
     return value
 
 
@@ -49,7 +51,9 @@ def check_fid_options(eval_cfg: DictConfig) -> None:
     if not isinstance(eval_cfg.fid, bool):
         raise UserError(f"eval.fid must be true or false, got {eval_cfg.fid!r}")
     n = _count(eval_cfg.fid_samples, "eval.fid_samples", "eval.fid_samples=10000", 2)
-    subset = _count(eval_cfg.kid_subset_size, "eval.kid_subset_size", "eval.kid_subset_size=1000", 2)
+    subset = _count(
+        eval_cfg.kid_subset_size, "eval.kid_subset_size", "eval.kid_subset_size=1000", 2
+    )
     if subset > n:
         raise UserError(
             f"eval.kid_subset_size={subset} is more than eval.fid_samples={n}: KID draws its "

@@ -25,8 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 PLUMBING_KEYS = ("data.root", "data.cache_dir", "paths.output_dir", "trainer.default_root_dir")
 JOB_DIR = re.compile(r"^(\d+)_")  # a multirun job directory: <job number>_<overrides>
 EVALUATION = "evaluate_test.json"  # what `vae_lab.evaluate` leaves in a run's directory
-EVAL_METRICS = ("k", "iw_nll", "bpd", "bpd_8bit", "kl", "active_units", "fid", "kid")
-EVAL_METRICS += ("fid_floor", "kid_floor", "fid_ceiling", "kid_ceiling")
+EVAL_METRICS = (
+    *("k", "iw_nll", "bpd", "bpd_8bit", "kl", "active_units", "fid", "kid"),
+    *("fid_floor", "kid_floor", "fid_ceiling", "kid_ceiling"),
+)
 
 
 @dataclass

@@ -60,7 +60,10 @@ def rows(runs: Sequence[Run], keys: Sequence[str]) -> tuple[list[str], list[list
             *(run.overrides.get(k, "") for k in keys),
             run.status,
             "" if run.epochs is None else run.epochs,
-            *(run.metrics.get(m, NOT_APPLICABLE if m in run.not_applicable else "") for m in metrics),
+            *(
+                run.metrics.get(m, NOT_APPLICABLE if m in run.not_applicable else "")
+                for m in metrics
+            ),
             run.error,
             str(run.path),
         ]
