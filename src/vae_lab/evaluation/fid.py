@@ -33,9 +33,9 @@ class Distances(NamedTuple):
     kid_std: float  # its standard deviation over subsets
 
 
-def _chunks(images: torch.Tensor) -> Iterator[torch.Tensor]:
+def _chunks(images: torch.Tensor, device: torch.device) -> Iterator[torch.Tensor]:
     for start in range(0, len(images), BATCH):
-        yield images[start : start + BATCH].float()
+        yield images[start : start + BATCH].to(device, torch.float32)
 
 
 class FeatureDistances:
@@ -65,13 +65,16 @@ class FeatureDistances:
                 subsets=kid_subsets,
                 subset_size=kid_subset_size,
             )
-        self.seed = seed
-        for chunk in _chunks(real):
+        # the metrics' states beside the extractor's output (a GPU's, when it runs there)
+        device = next(features.parameters(), torch.empty(0)).device
+        self.fid, self.kid = self.fid.to(device), self.kid.to(device)
+        self.seed, self.device = seed, device
+        for chunk in _chunks(real, device):
             self.fid.update(chunk, real=True)
             self.kid.update(chunk, real=True)
 
     def __call__(self, fake: torch.Tensor) -> Distances:
-        for chunk in _chunks(fake):
+        for chunk in _chunks(fake, self.device):
             self.fid.update(chunk, real=False)
             self.kid.update(chunk, real=False)
         fid = float(self.fid.compute())
