@@ -135,7 +135,7 @@ def test_the_dequantized_bound_is_never_below_the_exact_discrete_value(
 
 def test_a_mass_over_levels_gives_its_exact_bits() -> None:
     mu, s = 0.3, 0.02
-    model = fixed_model(DiscretizedLogistic(scale=s), torch.full(SHAPE, math.log(mu / (1 - mu))))
+    model = fixed_model(DiscretizedLogistic(scale=s), torch.full(SHAPE, mu))
     model = model.double()
     model.likelihood.log_scale.data = torch.tensor(math.log(s), dtype=torch.float64)
     x8 = images(5)

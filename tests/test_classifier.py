@@ -94,3 +94,4 @@ def test_the_command_reports_a_bad_value_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "error: epochs must be a positive integer, got 0; for example epochs=5"
     ]
+    assert not list(tmp_path.glob("outputs/classifier/runs/*/*"))  # no clutter left behind

@@ -47,11 +47,14 @@ def log_bin_masses(level: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tenso
 class DiscretizedLogistic(Likelihood):
     """Pixels as independent discretized logistics over 256 levels.
 
-    The location mu = sigmoid(decoder output) is per pixel (in [0, 1], like the Bernoulli's
-    logits, so every decoder fits); the scale s is one learned number shared by all pixels,
-    as the Gaussian's sigma in `GaussianLearnedSigma`: a per-pixel scale would need the image
-    shape here, or a second decoder output. Unlike a density on [0, 1], a mass is at most 1,
-    so the likelihood stays bounded however small s gets, and needs no floor.
+    The location mu is the decoder's output per pixel, in [0, 1] units but not squashed into
+    [0, 1] (as in PixelCNN++, and as the Gaussian's mean here): a location below 0 puts nearly
+    all the mass in the edge bin 0, which is what a background pixel needs. (With mu kept in
+    [0, 1] by a sigmoid, P(0) could not exceed sigmoid(h / s), about 1/2 at s = 0.01.) The
+    scale s is one learned number shared by all pixels, as the Gaussian's sigma in
+    `GaussianLearnedSigma`: a per-pixel scale would need the image shape here, or a second
+    decoder output. Unlike a density on [0, 1], a mass is at most 1, so the likelihood stays
+    bounded however small s gets, and needs no floor.
     """
 
     discrete = True
@@ -69,16 +72,16 @@ class DiscretizedLogistic(Likelihood):
         return torch.round(x * (LEVELS - 1)).clamp(0, LEVELS - 1)
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        log_p = log_bin_masses(self.levels(x), torch.sigmoid(params), self.log_scale)
+        log_p = log_bin_masses(self.levels(x), params, self.log_scale)
         return log_p.flatten(-3).sum(-1)  # (..., C, H, W) -> (...)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
-        """The location mu: the median up to rounding to a level. (The mean moves off mu
-        only where the edge bins' tails pile up, within a few s of 0 or 1.)"""
-        return torch.sigmoid(params)
+        """The location clipped to [0, 1]: the median up to rounding to a level. (The mean
+        moves off it only where the edge bins' tails pile up, within a few s of 0 or 1.)"""
+        return params.clamp(0.0, 1.0)
 
     def sample(self, params: torch.Tensor) -> torch.Tensor:
         """Inverse CDF of the logistic, rounded to the nearest level: a draw of P itself."""
         u = torch.rand_like(params).clamp(1e-6, 1 - 1e-6)
-        y = torch.sigmoid(params) + self.log_scale.exp() * (torch.log(u) - torch.log1p(-u))
+        y = params + self.log_scale.exp() * (torch.log(u) - torch.log1p(-u))
         return self.levels(y) / (LEVELS - 1)
