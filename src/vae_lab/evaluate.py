@@ -71,7 +71,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "split": cfg.eval.split,
         "seed": cfg.seed,
         "device": str(device),
-        "seconds": round(time.perf_counter() - start, 2),
         **result.as_dict(),
     }
     samples = None
@@ -120,7 +119,8 @@ def _bits_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
 def _quality_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     if "fid" not in s:
         return []
-    n = s["fid_samples"]
+    n, accuracy = s["fid_samples"], s.get("classifier_test_accuracy")
+    known = f", test accuracy {accuracy:.2%}" if accuracy is not None else ""
     return [
         (f"FID, {n} prior samples vs test", f"{s['fid']:.3f}"),
         (f"KID, {n} prior samples vs test", f"{s['kid']:.5f} +- {s['kid_std']:.5f}"),
@@ -129,6 +129,7 @@ def _quality_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
             "  ceiling: independent pixels vs test",
             f"FID {s['fid_ceiling']:.3f}, KID {s['kid_ceiling']:.5f}",
         ),
+        ("  features: the classifier", f"{Path(s['classifier']).name}{known}"),
     ]
 
 
