@@ -297,3 +297,42 @@ def test_bad_fid_values_are_one_clear_error(
     )
     with pytest.raises(UserError, match=message):
         evaluate.run(cfg)
+
+
+@pytest.fixture(scope="module")
+def new_likelihood_runs(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny conv run per new likelihood, under one directory."""
+    root = tmp_path_factory.mktemp("likelihoods")
+    for likelihood in ("continuous_bernoulli", "logistic"):
+        out = root / likelihood
+        overrides = [*tiny_overrides(tiny_data, out), "trainer.max_epochs=1", "latent_dim=2"]
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=[*overrides, "model=conv", f"likelihood={likelihood}"])
+        train(cfg)
+    return root
+
+
+@pytest.mark.parametrize("likelihood", ["continuous_bernoulli", "logistic"])
+def test_the_new_likelihoods_evaluate_and_sample(
+    new_likelihood_runs: Path, tiny_data: Path, tmp_path: Path, likelihood: str
+) -> None:
+    run = new_likelihood_runs / likelihood
+    args = [f"ckpt_path={run}", f"data.root={tiny_data}", "eval.k=2", "eval.limit=20"]
+    result = _command("evaluate", args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run / "evaluate_test.json").read_text())
+    assert metrics["bpd"] is None and metrics["bpd_8bit"] > 0  # a distribution over 8-bit images
+    assert re.search(r"bits/dim, 8-bit images \(bpd_8bit\) +\d+\.\d{4}", result.stdout)
+
+    out = tmp_path / "s.png"
+    sample.run(
+        _compose(
+            "sample", f"ckpt_path={run}", f"data.root={tiny_data}", f"sample.out={out}",
+            "sample.pixels=true",
+        )
+    )  # fmt: skip
+    with Image.open(tmp_path / "s_pixels.png") as image:
+        assert image.size == (8 * 30 + 2, 8 * 30 + 2)
+    report = make_report(new_likelihood_runs, tmp_path / "report")
+    row = next(r for r in report.runs if r.path == run)
+    assert row.metrics["test/bpd_8bit"] > 0 and row.metrics["eval/bpd_8bit"] > 0
