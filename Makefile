@@ -9,7 +9,7 @@ ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install data train test test-slow lint format tensorboard bench slurm slurm-down clean
+.PHONY: help install data train classifier test test-slow lint format tensorboard bench slurm slurm-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ data: ## make Fashion-MNIST available (Debian's dataset-fashion-mnist, else torc
 
 train: install data ## train the default model on Fashion-MNIST (extra Hydra overrides: ARGS="model=conv")
 	$(PY) -m vae_lab.train $(ARGS)
+
+classifier: install data ## train the Fashion-MNIST classifier FID and KID use; writes outputs/classifier/ (ARGS="epochs=5")
+	$(PY) -m vae_lab.classifier $(ARGS)
 
 test: install ## run the fast test tier (gets the real data if it can: one test reads it whole)
 	@$(MAKE) --no-print-directory data || echo "Fashion-MNIST unavailable: the tests that read it will skip."

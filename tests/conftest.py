@@ -165,3 +165,32 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def compose_classifier(data_root: Path, out_dir: Path, *overrides: str) -> DictConfig:
+    """configs/classifier.yaml shrunk to the tiny data set, writing into `out_dir`."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            "classifier",
+            overrides=[
+                f"data.root={data_root}",
+                "data.val_size=50",
+                "data.batch_size=32",
+                f"out_dir={out_dir}",
+                "epochs=2",
+                "runtime.num_threads=1",
+                *overrides,
+            ],
+        )
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The weights file of a classifier trained for a few steps on the tiny data set."""
+    from vae_lab.classifier.__main__ import run
+
+    threads = torch.get_num_threads()  # the command sets it for the process: put it back
+    try:
+        return run(compose_classifier(tiny_data, tmp_path_factory.mktemp("classifier")))
+    finally:
+        torch.set_num_threads(threads)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.conftest import one_line_error, tiny_overrides
 from vae_lab import checkpoints, evaluate, sample
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
 from vae_lab.errors import UserError
+from vae_lab.report import make_report
 from vae_lab.train import CONFIG_DIR, train
 
 LATENT = 3
@@ -70,16 +72,21 @@ def test_evaluate_prints_a_table_writes_json_and_logs_beside_the_run(
     metrics = json.loads(out.read_text())
     assert metrics["images"] == 100 and metrics["k"] == 20 and metrics["split"] == "test"
     numbers = [metrics[key] for key in ("elbo", "recon", "kl", "iw_nll")]
-    assert metrics["bpd"] is None  # continuous pixels: -log p is no code length
     assert all(math.isfinite(v) for v in numbers + metrics["kl_per_dim"])
+    # a Bernoulli on continuous pixels: no bits/dim of 8-bit images, and the reason why
+    assert metrics["bpd"] is None and metrics["bpd_8bit"] is None
+    assert "not a normalized distribution" in metrics["not_applicable"]["bpd_8bit"]
+    assert re.search(
+        r"bits/dim, 8-bit images \(bpd_8bit\) +not applicable: Bernoulli", result.stdout
+    )
     # The deterministic figures, recomputed from the checkpoint's encoder on the same 100
     # test images with torch.distributions and a plain variance: no vae_lab maths.
     model = checkpoints.build_model(checkpoints.load(run_dir))
     dm = FashionMNISTDataModule(root=str(tiny_data), val_size=50)
     dm.setup("test")
     with torch.no_grad():
-        q = model.encoder(dm.splits["test"][0].float() / 255.0)
-    kl_per_dim = kl_divergence(Normal(q.mean, q.std), Normal(0.0, 1.0)).mean(0)
+        q = model.encode((dm.splits["test"][0], None))
+    kl_per_dim = kl_divergence(Normal(q.mean, q.stddev), Normal(0.0, 1.0)).mean(0)
     assert metrics["kl_per_dim"] == pytest.approx(kl_per_dim.tolist(), rel=1e-4, abs=1e-6)
     assert metrics["kl"] == pytest.approx(float(kl_per_dim.sum()), rel=1e-4)
     variances = q.mean.double().var(0, correction=0)
@@ -266,3 +273,115 @@ def test_a_misspelt_key_is_one_line_too(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "error: unknown key eval.kk; did you mean eval.k?"
     ]
+
+
+FID_ARGS = ["eval.k=2", "eval.fid=true", "eval.fid_samples=100", "eval.kid_subset_size=50"]
+
+
+def test_evaluate_measures_fid_and_kid_beside_a_floor_and_a_ceiling(
+    run_dir: Path, tiny_data: Path, tiny_classifier: Path, tmp_path: Path
+) -> None:
+    args = [f"ckpt_path={run_dir}", f"data.root={tiny_data}", *FID_ARGS]
+    result = _command("evaluate", [*args, f"eval.classifier={tiny_classifier}"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "FID, 100 prior samples vs test" in result.stdout
+    (out,) = tmp_path.glob("outputs/evaluate/*/*/metrics.json")
+    metrics = json.loads(out.read_text())
+    names = ("fid", "kid", "fid_floor", "kid_floor", "fid_ceiling", "kid_ceiling")
+    assert all(math.isfinite(metrics[n]) for n in names) and metrics["fid_samples"] == 100
+    assert metrics["classifier"] == str(tiny_classifier)
+    # training images are nearer the test images than independent pixels are
+    assert metrics["fid_floor"] < metrics["fid_ceiling"]
+    assert metrics["kid_floor"] < metrics["kid_ceiling"]
+    beside = json.loads((run_dir / "evaluate_test.json").read_text())
+    assert beside["fid"] == metrics["fid"]
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert {"evaluate/test_fid", "evaluate/test_fid_floor"} <= set(events.Tags()["scalars"])
+    assert "evaluate/test_fid_samples" in events.Tags()["images"]
+    report = make_report(run_dir, tmp_path / "report")
+    assert report.runs[0].metrics["eval/fid"] == pytest.approx(metrics["fid"])
+    assert "eval/fid" in report.table and "eval/kid_ceiling" in report.table
+
+
+def test_evaluate_without_a_classifier_says_how_to_make_one(
+    run_dir: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "no-classifier"
+    empty.mkdir()
+    args = [f"ckpt_path={run_dir}", f"data.root={tiny_data}", *FID_ARGS]
+    result = _command("evaluate", [*args, f"eval.classifier={empty}"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: no Fashion-MNIST classifier in {empty} (FID and KID are measured in its "
+        "features); make one with `make classifier` (python -m vae_lab.classifier: a few "
+        "minutes on a CPU), or pass eval.classifier=PATH"
+    ]
+    assert not list(tmp_path.glob("outputs/evaluate/*/*"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["eval.fid=maybe"], "eval.fid must be true or false"),
+        (["eval.fid_samples=1"], r"eval\.fid_samples must be an integer >= 2"),
+        (["eval.fid_samples=abc"], r"eval\.fid_samples must be an integer >= 2"),
+        (["eval.kid_subset_size=0"], r"eval\.kid_subset_size must be an integer >= 2"),
+        (["eval.kid_subset_size=500"], "is more than eval.fid_samples=100"),
+        (["eval.fid_samples=5000", "eval.kid_subset_size=50"], "more than the 250 training"),
+        (["eval.kid_subset_size=150", "eval.fid_samples=200"], "more than the 100 test images"),
+    ],
+)
+def test_bad_fid_values_are_one_clear_error(
+    run_dir: Path, tiny_data: Path, tiny_classifier: Path, overrides: list[str], message: str
+) -> None:
+    cfg = _compose(
+        "evaluate",
+        f"ckpt_path={run_dir}",
+        f"data.root={tiny_data}",
+        f"eval.classifier={tiny_classifier}",
+        *FID_ARGS,
+        *overrides,
+    )
+    with pytest.raises(UserError, match=message):
+        evaluate.run(cfg)
+
+
+@pytest.fixture(scope="module")
+def new_likelihood_runs(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny conv run per new likelihood, under one directory."""
+    root = tmp_path_factory.mktemp("likelihoods")
+    for likelihood in ("continuous_bernoulli", "logistic"):
+        out = root / likelihood
+        overrides = [*tiny_overrides(tiny_data, out), "trainer.max_epochs=1", "latent_dim=2"]
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=[*overrides, "model=conv", f"likelihood={likelihood}"])
+        train(cfg)
+    return root
+
+
+@pytest.mark.parametrize("likelihood", ["continuous_bernoulli", "logistic"])
+def test_the_new_likelihoods_evaluate_and_sample(
+    new_likelihood_runs: Path, tiny_data: Path, tmp_path: Path, likelihood: str
+) -> None:
+    run = new_likelihood_runs / likelihood
+    args = [f"ckpt_path={run}", f"data.root={tiny_data}", "eval.k=2", "eval.limit=20"]
+    result = _command("evaluate", args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run / "evaluate_test.json").read_text())
+    assert metrics["bpd"] is None and metrics["bpd_8bit"] > 0  # a distribution over 8-bit images
+    assert re.search(r"bits/dim, 8-bit images \(bpd_8bit\) +\d+\.\d{4}", result.stdout)
+
+    out = tmp_path / "s.png"
+    sample.run(
+        _compose(
+            "sample", f"ckpt_path={run}", f"data.root={tiny_data}", f"sample.out={out}",
+            "sample.pixels=true",
+        )
+    )  # fmt: skip
+    with Image.open(tmp_path / "s_pixels.png") as image:
+        assert image.size == (8 * 30 + 2, 8 * 30 + 2)
+    report = make_report(new_likelihood_runs, tmp_path / "report")
+    row = next(r for r in report.runs if r.path == run)
+    assert row.metrics["test/bpd_8bit"] > 0 and row.metrics["eval/bpd_8bit"] > 0

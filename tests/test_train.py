@@ -29,7 +29,10 @@ def _events(run_dir: Path) -> EventAccumulator:
     return events
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gaussian_learned"])
+LIKELIHOODS = ["bernoulli", "gaussian", "gaussian_learned", "continuous_bernoulli", "logistic"]
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
 @pytest.mark.parametrize("model", ["mlp", "conv"])
 def test_tiny_run_leaves_a_complete_run_directory(
     compose_cfg: ComposeFn, tmp_path: Path, model: str, likelihood: str
@@ -40,8 +43,13 @@ def test_tiny_run_leaves_a_complete_run_directory(
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed"
     assert set(metrics["val"]) == {"elbo", "recon", "kl"}
-    # the test stage adds the importance-weighted bound; no bits/dim on continuous pixels
-    assert set(metrics["test"]) == {"elbo", "recon", "kl", "iw_nll"}
+    # the test stage adds the importance-weighted bound, and bits/dim of the 8-bit images
+    # for every likelihood that is a distribution over them; the Bernoulli says why not
+    bpd = set() if likelihood == "bernoulli" else {"bpd_8bit"}
+    assert set(metrics["test"]) == {"elbo", "recon", "kl", "iw_nll"} | bpd
+    assert ("bpd_8bit" in metrics["not_applicable"]) == (likelihood == "bernoulli")
+    if bpd:  # a bound on a code length: positive (finite: checked below)
+        assert metrics["test"]["bpd_8bit"] > 0
     for stage in ("val", "test"):
         assert all(math.isfinite(v) for v in metrics[stage].values())
         assert metrics[stage]["kl"] >= 0

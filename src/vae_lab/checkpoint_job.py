@@ -40,6 +40,10 @@ class EvaluateOptions:
     limit: Optional[int] = None  # noqa: UP045
     batch_size: int = 500
     decode_batch: int = 20_000
+    fid: bool = False
+    fid_samples: int = 10_000
+    kid_subset_size: int = 1000
+    classifier: Optional[str] = None  # noqa: UP045
 
 
 @dataclass

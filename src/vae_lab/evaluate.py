@@ -2,9 +2,14 @@
 
     python -m vae_lab.evaluate ckpt_path=outputs/runs/<date>/<time> eval.k=5000
 
+    python -m vae_lab.evaluate ckpt_path=outputs/runs/<date>/<time> eval.fid=true
+
 Rebuilds the model from the checkpoint's saved config, evaluates a whole split (test by
-default), prints a table, writes `metrics.json` in its own output directory and logs the
-figures to TensorBoard beside the run (tags `evaluate/<split>_*`).
+default), prints a table, writes `metrics.json` in its own output directory (and a copy,
+`evaluate_<split>.json`, in the run's, where `vae_lab.report` reads it) and logs the
+figures to TensorBoard beside the run (tags `evaluate/<split>_*`). With `eval.fid=true` it
+adds FID and KID of prior samples in a Fashion-MNIST classifier's features
+(vae_lab.evaluation.quality), beside the same distances for a floor and a ceiling.
 """
 
 from __future__ import annotations
@@ -29,12 +34,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     import torch
     from hydra.core.hydra_config import HydraConfig
 
+    from vae_lab.classifier import store
     from vae_lab.data.batches import IndexBatches
+    from vae_lab.evaluation.bits import is_binarized
     from vae_lab.evaluation.metrics import evaluate
+    from vae_lab.evaluation.quality import check_fid_options, sample_quality
     from vae_lab.evaluation.trained import load_trained, split_data
     from vae_lab.outputs import write_json_atomic
 
     check_evaluate(cfg)
+    check_fid_options(cfg.eval)
+    classifier = store.read(cfg.eval.classifier) if cfg.eval.fid else None  # missing: say now
     trained = load_trained(cfg)
     images, labels = split_data(trained, cfg, cfg.eval.split)
     images, labels = images[: cfg.eval.limit], labels[: cfg.eval.limit]
@@ -46,7 +56,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     def progress(done: int) -> None:
         log.info(f"{done}/{len(images)} images, {time.perf_counter() - start:.0f} s")
 
-    result = evaluate(trained.model, batches, cfg.eval.k, cfg.eval.decode_batch, device, progress)
+    fid_data = _fid_data(trained, cfg) if classifier is not None else None  # sizes: say now
+    binarized = is_binarized(trained.config)
+    result = evaluate(
+        trained.model, batches, cfg.eval.k, cfg.eval.decode_batch, device, progress, binarized
+    )
     summary: dict[str, Any] = {
         "checkpoint": str(trained.checkpoint),
         "run_dir": str(trained.run_dir),
@@ -55,21 +69,72 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "split": cfg.eval.split,
         "seed": cfg.seed,
         "device": str(device),
-        "seconds": round(time.perf_counter() - start, 2),
         **result.as_dict(),
     }
+    samples = None
+    if classifier is not None and fid_data is not None:
+        log.info(f"FID and KID of {cfg.eval.fid_samples} prior samples ({classifier.weights})")
+        quality, samples = sample_quality(
+            trained.model,
+            classifier,
+            *fid_data,
+            cfg.eval.fid_samples,
+            cfg.eval.kid_subset_size,
+            cfg.seed,
+        )
+        summary.update(quality.as_dict())
+    summary["seconds"] = round(time.perf_counter() - start, 2)
     out = Path(HydraConfig.get().runtime.output_dir) / "metrics.json"
     write_json_atomic(out, summary)
     print(_table(summary))
     print(f"\nWrote {out}")
-    _log_beside_run(summary, trained.run_dir)
+    _write_beside_run(summary, trained.run_dir, samples)
     return summary
 
 
+def _fid_data(trained: Any, cfg: DictConfig) -> tuple[Any, Any]:
+    """The 8-bit training and test images FID needs (whatever pixels the model was trained
+    on), checked against the sizes asked for before any long work starts."""
+    from vae_lab.evaluation.quality import check_sizes
+    from vae_lab.evaluation.trained import split_data
+
+    train_images, _ = split_data(trained, cfg, "train", eight_bit=True)
+    test_images, _ = split_data(trained, cfg, "test", eight_bit=True)
+    check_sizes(cfg.eval.fid_samples, cfg.eval.kid_subset_size, len(train_images), len(test_images))
+    return train_images, test_images
+
+
+def _bits_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """bits/dim of the 8-bit images, or of binarized ones, or why there is none."""
+    na = s.get("not_applicable", {})
+    if s.get("bpd") is not None:
+        return [("bits/dim, binarized images (0/1 pixels)", f"{s['bpd']:.4f}")]
+    if s.get("bpd_8bit") is not None:
+        return [("bits/dim, 8-bit images (bpd_8bit)", f"{s['bpd_8bit']:.4f}")]
+    return [("bits/dim, 8-bit images (bpd_8bit)", f"not applicable: {na.get('bpd_8bit', '?')}")]
+
+
+def _quality_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    if "fid" not in s:
+        return []
+    n, accuracy = s["fid_samples"], s.get("classifier_test_accuracy")
+    known = f", test accuracy {accuracy:.2%}" if accuracy is not None else ""
+    return [
+        (f"FID, {n} prior samples vs test", f"{s['fid']:.3f}"),
+        (f"KID, {n} prior samples vs test", f"{s['kid']:.5f} +- {s['kid_std']:.5f}"),
+        ("  floor: training images vs test", f"FID {s['fid_floor']:.3f}, KID {s['kid_floor']:.5f}"),
+        (
+            "  ceiling: independent pixels vs test",
+            f"FID {s['fid_ceiling']:.3f}, KID {s['kid_ceiling']:.5f}",
+        ),
+        ("  features: the classifier", f"{Path(s['classifier']).name}{known}"),
+    ]
+
+
 def _table(s: dict[str, Any]) -> str:
-    bpd = f"  ({s['bpd']:.4f} bits/dim)" if s["bpd"] is not None else ""
     rows = [
-        (f"NLL, importance-weighted, k={s['k']}", f"{s['iw_nll']:.2f} nats{bpd}"),
+        (f"NLL, importance-weighted, k={s['k']}", f"{s['iw_nll']:.2f} nats"),
+        *_bits_rows(s),
         ("negative ELBO", f"{-s['elbo']:.2f} nats"),
         ("  reconstruction -log p(x|z)", f"{s['recon']:.2f} nats"),
         ("  KL(q(z|x) || p(z))", f"{s['kl']:.2f} nats"),
@@ -77,6 +142,7 @@ def _table(s: dict[str, Any]) -> str:
             "active units (Var_x E[z_d|x] > 0.01)",
             f"{s['active_units']} / {len(s['mean_variance_per_dim'])}",
         ),
+        *_quality_rows(s),
     ]
     head = (
         f"{s['checkpoint']} (epoch {s['epoch']}, step {s['global_step']}): "
@@ -86,28 +152,42 @@ def _table(s: dict[str, Any]) -> str:
     return "\n".join([head, *(f"  {name:<{width}}  {value}" for name, value in rows)])
 
 
-def _log_beside_run(s: dict[str, Any], run_dir: Path) -> None:
-    """Scalars, a KL-per-dim histogram and the table as text, in the run's TensorBoard dir,
-    at the checkpoint's step. A run dir that cannot be written only costs the TB copy."""
+SCALARS = (
+    *("elbo", "recon", "kl", "active_units"),
+    *("fid", "kid", "fid_floor", "kid_floor", "fid_ceiling", "kid_ceiling"),
+)
+
+
+def _write_beside_run(s: dict[str, Any], run_dir: Path, samples: Any = None) -> None:
+    """The summary as `evaluate_<split>.json` (what the report reads), and scalars, a
+    KL-per-dim histogram, the table as text and the FID samples in the run's TensorBoard
+    dir, at the checkpoint's step. A run dir that cannot be written only costs these copies."""
     import torch
     from torch.utils.tensorboard import SummaryWriter
+    from torchvision.utils import make_grid
+
+    from vae_lab.outputs import write_json_atomic
 
     prefix, step = f"evaluate/{s['split']}", s["global_step"]
     try:
+        write_json_atomic(run_dir / f"evaluate_{s['split']}.json", s)
         writer = SummaryWriter(log_dir=str(run_dir))
     except OSError as e:
-        print(f"warning: not logged to TensorBoard: cannot write in {run_dir} ({e})")
+        print(f"warning: not written beside the run: cannot write in {run_dir} ({e})")
         return
     with writer:
         writer.add_scalar(f"{prefix}_iw_nll_k{s['k']}", s["iw_nll"], step)
-        if s["bpd"] is not None:
-            writer.add_scalar(f"{prefix}_bpd_k{s['k']}", s["bpd"], step)
-        for name in ("elbo", "recon", "kl", "active_units"):
+        for name in ("bpd", "bpd_8bit"):
+            if s.get(name) is not None:
+                writer.add_scalar(f"{prefix}_{name}_k{s['k']}", s[name], step)
+        for name in (n for n in SCALARS if n in s):
             writer.add_scalar(f"{prefix}_{name}", s[name], step)
         if s["kl_per_dim"] is not None:  # a prior whose KL splits by dim
             writer.add_histogram(f"{prefix}_kl_per_dim", torch.tensor(s["kl_per_dim"]), step)
         writer.add_text(f"{prefix}_table", "    " + _table(s).replace("\n", "\n    "), step)
-    print(f"Logged to TensorBoard in {run_dir} (tags {prefix}_*)")
+        if samples is not None:  # the first 64 of the images FID measured
+            writer.add_image(f"{prefix}_fid_samples", make_grid(samples[:64], nrow=8), step)
+    print(f"Logged to TensorBoard in {run_dir} (tags {prefix}_*); wrote evaluate_{s['split']}.json")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")

@@ -134,6 +134,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict
     from lightning.pytorch.utilities import rank_zero_only
 
     from vae_lab.callbacks.divergence import last_checkpoint
+    from vae_lab.evaluation.bits import is_binarized, not_applicable
     from vae_lab.models.build import build_vae
     from vae_lab.models.speed import apply_speedups
     from vae_lab.outputs import all_finite, log_final_hparams, stage_metrics, write_json_atomic
@@ -229,11 +230,15 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict
         "global_step": trainer.global_step,
         **metrics,
     }
+    if cfg.eval.k > 0:  # why the test stage gave no bpd_8bit (or no bpd), if it did not
+        summary["not_applicable"] = not_applicable(model.likelihood, is_binarized(config))
     if trainer.is_global_zero:
         write_json_atomic(run_dir / "metrics.json", summary)
         log_final_hparams(trainer.loggers, config, metrics)
         print(f"\nRun directory: {run_dir}")
         print(f"Test ELBO: {metrics['test'].get('elbo', float('nan')):.2f} nats per image")
+        if "bpd_8bit" in metrics["test"]:
+            print(f"Test bits/dim of the 8-bit images (a bound): {metrics['test']['bpd_8bit']:.4f}")
         print(f"View it with: tensorboard --logdir {run_dir}  (all runs: --logdir outputs)")
     return summary
 

@@ -1,7 +1,8 @@
 """Test-set numbers a paper would print: ELBO, the importance-weighted NLL, active units.
 
 Units as everywhere in vae_lab: nats per image, summed over pixels and latent dims and
-averaged over images; bits per dim only where a discrete likelihood scores binarized images.
+averaged over images; bits per dim where they apply (vae_lab.evaluation.bits): `bpd_8bit`
+of the 8-bit images, `bpd` of binarized ones.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from vae_lab.data.batches import Batch
-from vae_lab.models.components.likelihoods import bits_per_dim, is_binary
+from vae_lab.evaluation.bits import bits_per_dim_of, not_applicable
 from vae_lab.models.vae import VAE
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016, Sec. 5.2
@@ -41,7 +42,9 @@ class SplitMetrics:
     recon: float
     kl: float
     iw_nll: float  # -L_k, an upper bound on -log p(x); -ELBO at k = 1
-    bpd: float | None  # iw_nll in bits per pixel; None unless a pmf scores binarized images
+    bpd: float | None  # iw_nll in bits per pixel of binarized data; else None
+    bpd_8bit: float | None  # bits per pixel of the 8-bit images (a bound); None: see below
+    not_applicable: dict[str, str]  # why bpd or bpd_8bit is None, by name
     active_units: int
     kl_per_dim: list[float] | None  # None where the prior's KL does not split by dim
     mean_variance_per_dim: list[float]  # Var_x(E_q[z_d]), what active units threshold
@@ -58,20 +61,32 @@ def evaluate(
     decode_batch: int = 20_000,
     device: torch.device | str = "cpu",
     on_batch: Callable[[int], None] | None = None,
+    binarized: bool = False,
 ) -> SplitMetrics:
     """Every figure above over all the batches (uint8 images, as the loaders give them).
 
     Batches are weighted by their size, so a short last batch counts for what it holds.
     `on_batch` is told the number of images done after each batch (progress reports).
+    `binarized`: the model was trained on binarized pixels (then `bpd`, else `bpd_8bit`).
     """
     model = model.to(device).eval()
+    dtype = next(model.parameters()).dtype
     totals = torch.zeros(4, dtype=torch.float64)  # elbo, recon, kl, iw log-likelihood
     kl_dims: torch.Tensor | None = None
-    means, count, dims, binary = [], 0, 0, True
+    bit_sums: dict[str, float] = {}
+    means, count = [], 0
     for batch in batches:
         posterior = model.encode(batch)
         terms = model.elbo_terms(batch)
         iw = model.iw_log_likelihood(batch, k, decode_batch)
+        x = batch.images.to(device=device, dtype=dtype).div_(255.0)  # levels / 255 (or 0/1)
+
+        def bound(y: torch.Tensor, labels: torch.Tensor = batch.labels) -> torch.Tensor:
+            return model.iw_log_likelihood((y, labels), k, decode_batch)
+
+        bits = bits_per_dim_of(model.likelihood, x, iw, bound, binarized)
+        for name, values in bits.items():
+            bit_sums[name] = bit_sums.get(name, 0.0) + float(values.double().sum())
         stacked = torch.stack([terms.elbo, terms.recon, terms.kl, iw]).double()  # (4, B)
         totals += stacked.sum(dim=1).cpu()
         per_dim = model.prior.kl_per_dim(posterior)
@@ -79,9 +94,7 @@ def evaluate(
             per_dim = per_dim.double().sum(dim=0).cpu()
             kl_dims = per_dim if kl_dims is None else kl_dims + per_dim
         means.append(posterior.mean.float().cpu())
-        x = batch.images
-        count, dims = count + len(x), x[0].numel()
-        binary = binary and is_binary(x.float() / 255.0 if x.dtype == torch.uint8 else x)
+        count += len(x)
         if on_batch is not None:
             on_batch(count)
     if count == 0:
@@ -95,9 +108,9 @@ def evaluate(
         recon=recon,
         kl=kl,
         iw_nll=-iw_ll,
-        bpd=float(bits_per_dim(torch.tensor(-iw_ll), dims))
-        if model.likelihood.discrete and binary
-        else None,
+        bpd=bit_sums["bpd"] / count if "bpd" in bit_sums else None,
+        bpd_8bit=bit_sums["bpd_8bit"] / count if "bpd_8bit" in bit_sums else None,
+        not_applicable=not_applicable(model.likelihood, binarized),
         active_units=n_active,
         kl_per_dim=None if kl_dims is None else (kl_dims / count).float().tolist(),
         mean_variance_per_dim=variances.tolist(),

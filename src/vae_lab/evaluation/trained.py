@@ -65,12 +65,15 @@ def load_trained(cfg: DictConfig) -> Trained:
     )
 
 
-def split_data(trained: Trained, cfg: DictConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def split_data(
+    trained: Trained, cfg: DictConfig, split: str, eight_bit: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 (N, C, H, W), labels (N,)) of `split`, cut and binarized as in training:
-    the same held-out validation images, the same fixed binarization of val and test."""
+    the same held-out validation images, the same fixed binarization of val and test.
+    With `eight_bit`, the 8-bit images of the same split, even where the run binarized them."""
     if split not in SPLITS:
         raise UserError(f"split {split!r} is not one of {', '.join(SPLITS)}")
-    datamodule = _datamodule(trained.config, cfg)
+    datamodule = _datamodule(trained.config, cfg, eight_bit)
     datamodule.load()
     if datamodule.input_shape != trained.input_shape:
         raise UserError(
@@ -81,10 +84,13 @@ def split_data(trained: Trained, cfg: DictConfig, split: str) -> tuple[torch.Ten
     return images, labels
 
 
-def _datamodule(saved: DictConfig, cfg: DictConfig) -> FashionMNISTDataModule:
+def _datamodule(
+    saved: DictConfig, cfg: DictConfig, eight_bit: bool = False
+) -> FashionMNISTDataModule:
     """The project's own data module, built with the checkpoint's saved values (typed by
     the training schema) and never through a `_target_` of the checkpoint; `data.root` and
-    `data.cache_dir` of the command win, and nothing is downloaded."""
+    `data.cache_dir` of the command win, and nothing is downloaded. With `eight_bit`, the
+    images stay 8-bit even where the run binarized them."""
     data = saved.get("data")
     target = data.get("_target_") if isinstance(data, DictConfig) else None
     if target != DataConfig._target_:
@@ -99,5 +105,7 @@ def _datamodule(saved: DictConfig, cfg: DictConfig) -> FashionMNISTDataModule:
     for key in ("root", "cache_dir"):
         if cfg.data.get(key) is not None:
             values[key] = cfg.data[key]
+    if eight_bit:
+        values.binarize = "none"
     kwargs = {f.name: values[f.name] for f in fields(DataConfig) if f.name != "_target_"}
     return FashionMNISTDataModule(**{**kwargs, "download": False})

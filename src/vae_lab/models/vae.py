@@ -37,9 +37,10 @@ from torch import nn
 from torch.distributions import Independent
 
 from vae_lab.data.batches import Batch
+from vae_lab.evaluation.bits import bits_per_dim_of, is_binarized
 from vae_lab.models.components.conditioning import Conditioning, NoConditioning
 from vae_lab.models.components.kl_schedules import ConstantKL, KLSchedule
-from vae_lab.models.components.likelihoods import Likelihood, bits_per_dim, is_binary
+from vae_lab.models.components.likelihoods import Likelihood
 from vae_lab.models.components.objectives import ELBO, Objective, ObjectiveOutput
 from vae_lab.models.components.prior import Prior
 from vae_lab.models.terms import ELBOTerms, LogWeights
@@ -252,10 +253,16 @@ class VAE(L.LightningModule):
             metrics["train/loss"] = loss
             metrics["train/kl_weight"] = self.kl_weight(batch_idx)
         if stage == "test" and self.iw_samples > 0:
-            iw_nll = -self.iw_log_likelihood(batch, self.iw_samples)
-            metrics["test/iw_nll"] = iw_nll.mean()
-            if self.likelihood.discrete and is_binary(x):  # a code length only then
-                metrics["test/bpd"] = bits_per_dim(iw_nll, x[0].numel()).mean()
+            iw_ll = self.iw_log_likelihood(batch, self.iw_samples)
+            metrics["test/iw_nll"] = -iw_ll.mean()
+
+            def bound(y: torch.Tensor) -> torch.Tensor:
+                return self.iw_log_likelihood((y, batch.labels), self.iw_samples)
+
+            bits = bits_per_dim_of(  # bpd (binarized data) or bpd_8bit, where they apply
+                self.likelihood, x, iw_ll, bound, binarized=is_binarized(self.hparams.get("config"))
+            )
+            metrics.update({f"test/{name}": value.mean() for name, value in bits.items()})
         # Values stay on the device; validation and test are reduced at epoch end (across
         # processes too), so no step forces a host sync beyond the logger's own cadence.
         # The epoch mean is sum(value x batch) / sum(batch) over all ranks. The batch size

@@ -4,6 +4,8 @@ A run is a directory holding `.hydra/` (what Hydra writes for every job) or `met
 (what `train()` writes at the end). What it was asked to do comes from
 `.hydra/overrides.yaml` (the command-line and sweep overrides) and its composed config; how
 it ended from `metrics.json`: "completed", "diverged" or "failed" (a sweep job that raised).
+What `python -m vae_lab.evaluate` measured on its test split (`evaluate_test.json`, beside
+the checkpoints: FID, KID, bits/dim with many samples) joins it as `eval/*` columns.
 A run without one is "unfinished" (still running, or killed); an unreadable file makes the
 run "unreadable". Reading never raises for a run: the report shows every run as it is.
 """
@@ -22,6 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 # Keys that only say where a run reads or writes, not what it is: never "swept".
 PLUMBING_KEYS = ("data.root", "data.cache_dir", "paths.output_dir", "trainer.default_root_dir")
 JOB_DIR = re.compile(r"^(\d+)_")  # a multirun job directory: <job number>_<overrides>
+EVALUATION = "evaluate_test.json"  # what `vae_lab.evaluate` leaves in a run's directory
+EVAL_METRICS = (
+    *("k", "iw_nll", "bpd", "bpd_8bit", "kl", "active_units", "fid", "kid"),
+    *("fid_floor", "kid_floor", "fid_ceiling", "kid_ceiling"),
+)
 
 
 @dataclass
@@ -34,6 +41,7 @@ class Run:
     overrides: dict[str, str] = field(default_factory=dict)  # key -> value as typed
     params: dict[str, Any] = field(default_factory=dict)  # model, likelihood, latent_dim
     metrics: dict[str, float] = field(default_factory=dict)  # "test/elbo" -> value
+    not_applicable: dict[str, str] = field(default_factory=dict)  # "test/bpd_8bit" -> why
     epochs: int | None = None
     error: str = ""
 
@@ -91,6 +99,21 @@ def _metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+def _evaluation(path: Path) -> tuple[dict[str, float], dict[str, str]]:
+    """`evaluate_test.json` as `eval/*` metrics and the reasons for the ones it lacks."""
+    file = path / EVALUATION
+    if not file.is_file():
+        return {}, {}
+    summary = json.loads(file.read_text())
+    metrics = {
+        f"eval/{name}": float(summary[name])
+        for name in EVAL_METRICS
+        if isinstance(summary.get(name), (int, float)) and not isinstance(summary[name], bool)
+    }
+    reasons = {f"eval/{k}": str(v) for k, v in (summary.get("not_applicable") or {}).items()}
+    return metrics, reasons
+
+
 def read_run(path: Path, root: Path) -> Run:
     run = Run(path=path, name=_short_name(path, root), status="unfinished")
     try:
@@ -103,6 +126,11 @@ def read_run(path: Path, root: Path) -> Run:
             run.metrics = _metrics(summary)
             run.epochs = summary.get("epochs")
             run.error = str(summary.get("error") or "")
+            reasons = summary.get("not_applicable") or {}
+            run.not_applicable = {f"test/{k}": str(v) for k, v in reasons.items()}
+        evaluated, reasons = _evaluation(path)
+        run.metrics.update(evaluated)
+        run.not_applicable.update(reasons)
     except Exception as e:  # one run's damaged file must not stop the report: show it
         run.status, run.error = "unreadable", f"{type(e).__name__}: {e}"
     return run

@@ -11,7 +11,9 @@ from typing import Any
 from vae_lab.report.runs import Run
 
 # Metric names in the order a reader wants them; others follow alphabetically.
-METRIC_ORDER = ("elbo", "recon", "kl")
+METRIC_ORDER = ("elbo", "recon", "kl", "iw_nll", "bpd_8bit", "bpd", "active_units", "fid", "kid")
+STAGE_ORDER = ("val", "test", "eval")  # eval: `vae_lab.evaluate`'s figures
+NOT_APPLICABLE = "n/a"  # a metric that does not apply to the run (metrics.json says why)
 # Name parts of metrics where lower is better: a code length or a loss (nats, bits), and
 # distances between sample and data distributions (FID, KID). The ELBO, and a metric named
 # by none of these, sorts highest first.
@@ -22,7 +24,7 @@ MAX_ERROR_CHARS = 100  # in the Markdown table; the CSV keeps the whole message
 def _metric_rank(key: str) -> tuple[int, int, str]:
     stage, name = key.split("/", 1)
     position = METRIC_ORDER.index(name) if name in METRIC_ORDER else len(METRIC_ORDER)
-    return (0 if stage == "val" else 1, position, name)
+    return (STAGE_ORDER.index(stage) if stage in STAGE_ORDER else 1, position, name)
 
 
 def metric_columns(runs: Sequence[Run]) -> list[str]:
@@ -70,7 +72,10 @@ def rows(runs: Sequence[Run], keys: Sequence[str]) -> tuple[list[str], list[list
             *(run.overrides.get(k, "") for k in keys),
             run.status,
             "" if run.epochs is None else run.epochs,
-            *(run.metrics.get(m, "") for m in metrics),
+            *(
+                run.metrics.get(m, NOT_APPLICABLE if m in run.not_applicable else "")
+                for m in metrics
+            ),
             run.error,
             str(run.path),
         ]

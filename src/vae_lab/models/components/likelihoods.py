@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+EightBit = Literal["density", "levels", "none"]
 
 
 def bits_per_dim(nll: torch.Tensor, dims: int) -> torch.Tensor:
@@ -36,6 +38,10 @@ class Likelihood(nn.Module, ABC):
     """log p(x|z) from decoder output, and the image it stands for."""
 
     discrete: bool = False  # a probability mass (so -log p is a code length), not a density
+    # What it is over 8-bit images, for `bpd_8bit` (vae_lab.evaluation.bits): "density", a
+    # density on [0, 1] per pixel (dequantized); "levels", a mass over the 256 levels (exact);
+    # "none", neither (no bits/dim of 8-bit images).
+    eight_bit: EightBit = "none"
 
     @abstractmethod
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -95,6 +101,8 @@ class Bernoulli(Likelihood):
 
 class _GaussianPixels(Likelihood):
     """Pixels as independent N(mean, sigma^2), the mean from the decoder, sigma per subclass."""
+
+    eight_bit: EightBit = "density"  # on R: the mass it puts outside [0, 1] is simply lost
 
     @abstractmethod
     def log_sigma(self) -> torch.Tensor:

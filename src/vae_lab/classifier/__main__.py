@@ -1,0 +1,159 @@
+"""`python -m vae_lab.classifier`: train the Fashion-MNIST classifier FID and KID are measured in.
+
+    python -m vae_lab.classifier                         # or: make classifier
+    python -m vae_lab.classifier epochs=2 out_dir=/tmp/classifier runtime.num_threads=1
+
+Trains on the VAEs' own training split (the same `data.split_seed` and `data.val_size`:
+55,000 images), prints validation and test accuracy, and writes
+`outputs/classifier/fashion_cnn-<hash>.pt` (weights only) with its config, accuracy and
+training time in `fashion_cnn-<hash>.json` beside it, where `vae_lab.evaluate` looks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, cast
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from vae_lab.classifier.store import DEFAULT_DIR
+from vae_lab.config import DataConfig, RuntimeConfig
+from vae_lab.errors import UserError, report_and_exit
+from vae_lab.train import CONFIG_DIR, discard_if_unused
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClassifierConfig:
+    """Typed, so a misspelt key or a wrong type stops the command at composition."""
+
+    seed: int = 0
+    epochs: int = 5
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    flip: bool = True
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+    features: int = 128
+    dropout: float = 0.3
+    out_dir: str = str(DEFAULT_DIR)
+    data: DataConfig = field(default_factory=DataConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+ConfigStore.instance().store(name="classifier_schema", node=ClassifierConfig)
+
+
+def check(cfg: DictConfig) -> None:
+    """Values the types allow but training cannot use."""
+    if cfg.epochs < 1:
+        raise UserError(
+            f"epochs must be a positive integer, got {cfg.epochs}; for example epochs=5"
+        )
+    if not 0 < cfg.lr < float("inf"):
+        raise UserError(f"lr must be a positive number, got {cfg.lr}; for example lr=3e-3")
+    if cfg.features < 1 or not cfg.channels or min(cfg.channels) < 1:
+        raise UserError(
+            f"features and channels must be positive, got features={cfg.features} "
+            f"channels={list(cfg.channels)}; for example channels=[32,64] features=128"
+        )
+    if not 0 <= cfg.dropout < 1:
+        raise UserError(f"dropout must be in [0, 1), got {cfg.dropout}; for example dropout=0.3")
+    if cfg.data.binarize != "none":
+        raise UserError(
+            "the classifier is trained on the 8-bit images, whatever data a VAE used; "
+            "drop the data.binarize override"
+        )
+    if cfg.data.batch_size < 1:
+        raise UserError(f"data.batch_size must be a positive integer, got {cfg.data.batch_size}")
+
+
+def run(cfg: DictConfig) -> Path:
+    """Train, measure and save the classifier as `cfg` says; return the weights file."""
+    import torch
+    from hydra.utils import instantiate
+
+    from vae_lab.classifier.fit import accuracy, fit
+    from vae_lab.classifier.net import FashionCNN
+    from vae_lab.classifier.store import save
+    from vae_lab.runtime import apply_runtime
+
+    check(cfg)
+    apply_runtime(cfg)
+    datamodule = instantiate(cfg.data)
+    datamodule.load()
+    (images, labels), val, test = (datamodule.splits[s] for s in ("train", "val", "test"))
+    arch = {
+        "input_shape": list(datamodule.input_shape),
+        "channels": list(cfg.channels),
+        "features": cfg.features,
+        "classes": int(labels.max()) + 1,
+        "dropout": cfg.dropout,
+    }
+    torch.manual_seed(cfg.seed)
+    net = FashionCNN(**arch)
+    log.info(f"training on {len(images)} images, {torch.get_num_threads()} threads")
+    result = fit(
+        net,
+        images,
+        labels,
+        cfg.epochs,
+        cfg.data.batch_size,
+        cfg.lr,
+        cfg.weight_decay,
+        cfg.flip,
+        cfg.seed,
+        on_epoch=lambda epoch, loss: log.info(f"epoch {epoch}: train loss {loss:.4f}"),
+    )
+    start = time.perf_counter()
+    measured = {"val_accuracy": accuracy(net, *val), "test_accuracy": accuracy(net, *test)}
+    config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    info = {
+        **measured,
+        "train_seconds": round(result.seconds, 1),
+        "train_cpu_seconds": round(result.cpu_seconds, 1),
+        "measure_seconds": round(time.perf_counter() - start, 1),
+        "final_train_loss": result.final_train_loss,
+        "train_images": len(images),
+        "threads": torch.get_num_threads(),
+        "config": config,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        weights = save(net, arch, info, Path(cfg.out_dir))
+    except OSError as e:
+        raise UserError(f"cannot write the classifier into out_dir={cfg.out_dir}: {e}") from e
+    print(
+        f"Test accuracy {measured['test_accuracy']:.2%} (validation {measured['val_accuracy']:.2%})"
+        f" after {cfg.epochs} epochs: {result.seconds:.0f} s wall clock, {result.cpu_seconds:.0f} s"
+        f" of CPU time on {torch.get_num_threads()} threads"
+    )
+    print(f"Wrote {weights} (config and accuracy in {weights.with_suffix('.json').name})")
+    return weights
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="classifier")
+def _main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except UserError as e:
+        discard_if_unused()
+        report_and_exit(e)
+
+
+def main() -> None:
+    """The command; Hydra's composition errors (unknown key, wrong type) as one line."""
+    from vae_lab.hydra_errors import reported
+
+    with reported():
+        _main()
+
+
+if __name__ == "__main__":
+    main()
