@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.distributions import Independent
 from torch.distributions import ContinuousBernoulli as TorchContinuousBernoulli
 from torch.distributions import Normal
 
@@ -19,7 +20,7 @@ from vae_lab.data.batches import IndexBatches
 from vae_lab.evaluation.bits import bits_per_dim_of, not_applicable
 from vae_lab.evaluation.metrics import evaluate
 from vae_lab.models.components.continuous_bernoulli import ContinuousBernoulli
-from vae_lab.models.components.gaussian import DiagonalGaussian
+from vae_lab.models.components.gaussian import diagonal_gaussian
 from vae_lab.models.components.likelihoods import Bernoulli, Gaussian, Likelihood
 from vae_lab.models.components.logistic import DiscretizedLogistic
 from vae_lab.models.components.prior import StandardNormalPrior
@@ -30,9 +31,9 @@ D = 16
 
 
 class PriorEncoder(nn.Module):
-    def forward(self, x: torch.Tensor) -> DiagonalGaussian:
+    def forward(self, x: torch.Tensor) -> Independent:
         zeros = x.new_zeros(len(x), 2)
-        return DiagonalGaussian(zeros, zeros)  # q(z|x) = N(0, I) = p(z)
+        return diagonal_gaussian(zeros, zeros)  # q(z|x) = N(0, I) = p(z)
 
 
 class ConstantDecoder(nn.Module):
@@ -55,8 +56,8 @@ def images(n: int, seed: int = 0) -> torch.Tensor:
 
 def bpd_8bit(model: VAE, x8: torch.Tensor, k: int = 3) -> torch.Tensor:
     x = x8.double() / 255
-    iw = model.iw_log_likelihood(x, k)
-    bits = bits_per_dim_of(model.likelihood, x, iw, lambda y: model.iw_log_likelihood(y, k), False)
+    iw = model.iw_log_likelihood((x, None), k)
+    bits = bits_per_dim_of(model.likelihood, x, iw, lambda y: model.iw_log_likelihood((y, None), k), False)
     return bits["bpd_8bit"]
 
 
@@ -146,7 +147,7 @@ def test_a_mass_over_levels_gives_its_exact_bits() -> None:
 def test_the_bernoulli_on_continuous_pixels_has_no_8bit_figure_and_says_why() -> None:
     model = fixed_model(Bernoulli(), torch.zeros(SHAPE))
     x = images(6).float() / 255
-    iw = model.iw_log_likelihood(x, 2)
+    iw = model.iw_log_likelihood((x, None), 2)
     assert bits_per_dim_of(model.likelihood, x, iw, lambda y: iw, binarized=False) == {}
     assert "not a normalized distribution" in not_applicable(Bernoulli(), False)["bpd_8bit"]
     batches = IndexBatches(images(6).to(torch.uint8), torch.zeros(6), batch_size=6, shuffle=False)
@@ -158,7 +159,7 @@ def test_the_bernoulli_on_continuous_pixels_has_no_8bit_figure_and_says_why() ->
 def test_binarized_data_gives_bpd_over_0_1_pixels_and_no_8bit_figure() -> None:
     model = fixed_model(Bernoulli(), torch.zeros(SHAPE))  # p = 1/2 per pixel: 1 bit each
     x = (images(6) > 127).float()
-    iw = model.iw_log_likelihood(x, 2)
+    iw = model.iw_log_likelihood((x, None), 2)
     bits = bits_per_dim_of(model.likelihood, x, iw, lambda y: iw, binarized=True)
     assert set(bits) == {"bpd"}
     torch.testing.assert_close(bits["bpd"], torch.ones(6))

@@ -33,6 +33,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate as `cfg` says; return what `metrics.json` holds."""
     import torch
     from hydra.core.hydra_config import HydraConfig
+    from tqdm import tqdm
 
     from vae_lab.classifier import store
     from vae_lab.data.batches import IndexBatches
@@ -53,14 +54,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     batches = IndexBatches(images, labels, batch_size=cfg.eval.batch_size, shuffle=False)
     device = next(trained.model.parameters()).device
 
+    # A bar with the time left on a terminal; elsewhere (a log, a batch job) a log line per
+    # batch with the same estimate.
+    bar = tqdm(total=len(images), unit="img", desc=f"IW bound, k={cfg.eval.k}", disable=None)
+
     def progress(done: int) -> None:
-        log.info(f"{done}/{len(images)} images, {time.perf_counter() - start:.0f} s")
+        bar.update(done - bar.n)
+        if bar.disable:
+            spent = time.perf_counter() - start
+            left = spent / done * (len(images) - done)
+            log.info(f"{done}/{len(images)} images, {spent:.0f} s, about {left:.0f} s left")
 
     fid_data = _fid_data(trained, cfg) if classifier is not None else None  # sizes: say now
     binarized = is_binarized(trained.config)
     result = evaluate(
         trained.model, batches, cfg.eval.k, cfg.eval.decode_batch, device, progress, binarized
     )
+    bar.close()
     summary: dict[str, Any] = {
         "checkpoint": str(trained.checkpoint),
         "run_dir": str(trained.run_dir),
