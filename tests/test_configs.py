@@ -13,9 +13,11 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from tests.conftest import ComposeFn
+from vae_lab import allowed_targets
 from vae_lab.callbacks.divergence import DivergenceGuard
 from vae_lab.callbacks.images import ImageGrids
 from vae_lab.callbacks.latents import EmbeddingProjector, LatentPictures
@@ -48,6 +50,8 @@ def test_every_group_has_options() -> None:
 def test_option_composes_and_builds(compose_cfg: ComposeFn, group: str, option: str) -> None:
     cfg = compose_cfg(f"{group}={option}")
     validate(cfg)
+    # a checkpoint of a run made from this option must be readable by evaluate and sample
+    allowed_targets.check(OmegaConf.to_container(cfg, resolve=True))
     model = build_vae(cfg, input_shape=(1, 28, 28))
     assert isinstance(model, VAE)
     optimizers = model.configure_optimizers()
@@ -58,6 +62,7 @@ def test_option_composes_and_builds(compose_cfg: ComposeFn, group: str, option: 
 @pytest.mark.parametrize("option", _options("trainer"))
 def test_trainer_options_compose(compose_cfg: ComposeFn, option: str) -> None:
     cfg = compose_cfg(f"trainer={option}")
+    allowed_targets.check(OmegaConf.to_container(cfg, resolve=True))
     if option != "gpu":  # building a GPU trainer needs a GPU; the CLI test covers the refusal
         assert isinstance(instantiate(cfg.trainer, logger=False), L.Trainer)
 
@@ -83,7 +88,9 @@ def test_the_run_gets_the_callbacks_its_config_names(
     compose_cfg: ComposeFn, tmp_path: Path, overrides: list[str], expected: set[type]
 ) -> None:
     # the tiny overrides turn the progress bar off: compose without them
-    callbacks = build_callbacks(compose_cfg(f"paths.output_dir={tmp_path}", *overrides, tiny=False))
+    cfg = compose_cfg(f"paths.output_dir={tmp_path}", *overrides, tiny=False)
+    allowed_targets.check(OmegaConf.to_container(cfg, resolve=True))  # see test_option_...
+    callbacks = build_callbacks(cfg)
     assert {type(c) for c in callbacks} == expected and len(callbacks) == len(expected)
 
 
@@ -99,7 +106,9 @@ def test_the_run_gets_the_callbacks_its_config_names(
 def test_the_run_gets_the_loggers_its_config_names(
     compose_cfg: ComposeFn, overrides: list[str], expected: list[type]
 ) -> None:
-    assert [type(logger) for logger in build_loggers(compose_cfg(*overrides))] == expected
+    cfg = compose_cfg(*overrides)
+    allowed_targets.check(OmegaConf.to_container(cfg, resolve=True))  # see test_option_...
+    assert [type(logger) for logger in build_loggers(cfg)] == expected
 
 
 @pytest.mark.parametrize(
