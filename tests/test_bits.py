@@ -11,9 +11,8 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.distributions import Independent
 from torch.distributions import ContinuousBernoulli as TorchContinuousBernoulli
-from torch.distributions import Normal
+from torch.distributions import Independent, Normal
 
 from tests.test_likelihoods import brute_force_bins
 from vae_lab.data.batches import IndexBatches
@@ -57,7 +56,9 @@ def images(n: int, seed: int = 0) -> torch.Tensor:
 def bpd_8bit(model: VAE, x8: torch.Tensor, k: int = 3) -> torch.Tensor:
     x = x8.double() / 255
     iw = model.iw_log_likelihood((x, None), k)
-    bits = bits_per_dim_of(model.likelihood, x, iw, lambda y: model.iw_log_likelihood((y, None), k), False)
+    bits = bits_per_dim_of(
+        model.likelihood, x, iw, lambda y: model.iw_log_likelihood((y, None), k), False
+    )
     return bits["bpd_8bit"]
 
 

@@ -137,14 +137,15 @@ def test_bits_per_dim_converts_nats_per_image() -> None:
 def test_bits_per_dim_only_where_a_probability_mass_scores_binary_images(
     compose_cfg: ComposeFn, likelihood: str, pixels: str, has_bpd: bool
 ) -> None:
-    # -log p is a code length only for a pmf (Bernoulli) over the 0/1 images it is a pmf of
+    # -log p is a code length only for a pmf (Bernoulli) over the 0/1 images it is a pmf of:
+    # a model trained on binarized images (`data=binarized`, what evaluate passes on)
     model = build_vae(compose_cfg(f"likelihood={likelihood}", "latent_dim=2"), (1, 28, 28))
     images = torch.randint(0, 256, (40, 1, 28, 28), generator=torch.Generator().manual_seed(0))
     images = images.to(torch.uint8)
     if pixels == "binary":
         images = (images >= 128).to(torch.uint8) * 255
     batches = IndexBatches(images, torch.zeros(40, dtype=torch.long), 20, shuffle=False)
-    result = evaluate(model, batches, k=5)
+    result = evaluate(model, batches, k=5, binarized=pixels == "binary")
     if has_bpd:
         assert result.bpd == pytest.approx(result.iw_nll / (784 * math.log(2)), rel=1e-6)
     else:

@@ -19,6 +19,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from tests.conftest import ComposeFn
 from vae_lab import allowed_targets
 from vae_lab.callbacks.divergence import DivergenceGuard
+from vae_lab.callbacks.early_stopping import WarmupEarlyStopping
 from vae_lab.callbacks.images import ImageGrids
 from vae_lab.callbacks.latents import EmbeddingProjector, LatentPictures
 from vae_lab.callbacks.rng_state import RNGState
@@ -69,6 +70,7 @@ def test_trainer_options_compose(compose_cfg: ComposeFn, option: str) -> None:
 
 DEFAULT_CALLBACKS = {
     ModelCheckpoint, ImageGrids, TQDMProgressBar, ModelSummary, LatentPictures, EmbeddingProjector,
+    WarmupEarlyStopping,  # off (patience null) unless configured, but always present
 }  # fmt: skip
 ALWAYS = {DivergenceGuard, RNGState}  # not optional: a run must stop on NaN and resume exactly
 
@@ -91,7 +93,12 @@ def test_the_run_gets_the_callbacks_its_config_names(
     cfg = compose_cfg(f"paths.output_dir={tmp_path}", *overrides, tiny=False)
     allowed_targets.check(OmegaConf.to_container(cfg, resolve=True))  # see test_option_...
     callbacks = build_callbacks(cfg)
-    assert {type(c) for c in callbacks} == expected and len(callbacks) == len(expected)
+    assert {type(c) for c in callbacks} == expected
+    # one of each, but ModelCheckpoint twice where checkpoints are on: best, and last
+    doubled = 1 if ModelCheckpoint in expected else 0
+    assert len(callbacks) == len(expected) + doubled
+    names = sorted(getattr(c, "filename", "") or "" for c in callbacks)
+    assert doubled == 0 or {"best-epoch{epoch:03d}", "last"} <= set(names)
 
 
 @pytest.mark.parametrize(

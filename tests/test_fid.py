@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import ComposeFn
 from vae_lab.evaluation.fid import FeatureDistances, independent_pixels, random_subset
 
 
@@ -61,3 +62,31 @@ def test_the_ceiling_generator_has_the_pixel_statistics_and_nothing_else() -> No
     assert float((correlation - torch.eye(16)).abs().max()) < 0.1  # independent pixels
     subset = random_subset(real, 10, g)
     assert subset.shape == (10, 1, 4, 4) and float(subset.max()) <= 1
+
+
+def test_class_accuracy_counts_the_samples_shown_as_their_class() -> None:
+    from vae_lab.evaluation.quality import class_accuracy
+
+    # one bright pixel per image at its class's position; an identity layer reads it back
+    images = torch.eye(3).repeat(2, 1).view(6, 1, 1, 3)
+    reader = nn.Sequential(nn.Flatten(), nn.Linear(3, 3, bias=False))
+    with torch.no_grad():
+        reader[1].weight.copy_(torch.eye(3))
+    assert class_accuracy(reader, images, torch.tensor([0, 1, 2, 0, 1, 2])) == 1.0
+    assert class_accuracy(reader, images, torch.tensor([0, 1, 2, 1, 0, 0])) == pytest.approx(2 / 6)
+
+
+def test_a_conditional_models_samples_are_drawn_for_every_class_in_turn(
+    compose_cfg: ComposeFn,
+) -> None:
+    from vae_lab.evaluation.quality import prior_images
+    from vae_lab.models.build import build_vae
+
+    model = build_vae(compose_cfg("conditioning=label", "latent_dim=3"), (1, 28, 28)).eval()
+    images, labels = prior_images(model, 25, seed=7, batch=10)
+    assert labels is not None and labels.tolist() == [i % 10 for i in range(25)]
+    torch.manual_seed(7)  # the same prior draws, decoded by hand with those labels
+    z = torch.cat([model.prior.sample(10), model.prior.sample(10), model.prior.sample(5)])
+    expected = model.decode(z, labels).clamp(0, 1)
+    torch.testing.assert_close(images, expected)
+    assert not torch.allclose(images, model.decode(z, (labels + 1) % 10).clamp(0, 1))

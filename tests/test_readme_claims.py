@@ -90,8 +90,12 @@ def test_the_published_protocol_trains_end_to_end(compose_cfg: ComposeFn, tmp_pa
     summary = train(cfg)
     assert summary["status"] == "completed" and "bpd" in summary["test"]
     weights = torch.load(tmp_path / "run" / summary["checkpoint"], weights_only=True)
-    # the protocol's MLP, 784-512-256-z with z of 40 dims: its last layer gives 2 x 40
-    assert weights["state_dict"]["encoder.net.4.weight"].shape == (80, 256)
+    # the recipe's gated MLP, 784-300-300 (h and g per layer) and z of 40 dims
+    state = weights["state_dict"]
+    assert state["encoder.body.0.g.weight"].shape == (300, 784)
+    assert state["encoder.mean.weight"].shape == state["encoder.log_var.weight"].shape == (40, 300)
+    # AdamNormGrad at the recipe's learning rate
+    assert weights["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(5e-4)
 
 
 def test_runtime_settings_reach_torch(compose_cfg: ComposeFn) -> None:

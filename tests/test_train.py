@@ -132,8 +132,8 @@ def posterior_kl(checkpoint: Path, images: torch.Tensor) -> float:
     sampling), so it must equal what a run reports for the same weights and images."""
     model = checkpoints.build_model(checkpoints.load(checkpoint))
     with torch.no_grad():
-        q = model.encoder(images.float() / 255.0)
-        kl = kl_divergence(Normal(q.mean, q.std), Normal(0.0, 1.0)).sum(-1)
+        q = model.encode((images, None))  # uint8 images: the model scales them to [0, 1]
+        kl = kl_divergence(Normal(q.mean, q.stddev), Normal(0.0, 1.0)).sum(-1)
     return float(kl.double().mean())
 
 
@@ -181,6 +181,10 @@ def test_metrics_json_holds_the_best_checkpoints_numbers_not_the_last_epochs(
     (third,) = (run / "epochs").glob("epoch=2-*.ckpt")  # Lightning's name: epoch=2-step=12
     last_epoch = posterior_kl(third, splits["val"])
     assert abs(metrics["val"]["kl"] - last_epoch) > 0.01  # the last epoch's differ
+    # last.ckpt follows every epoch although the best stayed at the first (Lightning's own
+    # save_last would have left it there): it holds the final step, as resume needs
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == metrics["global_step"] == 12
 
 
 def test_bad_optimizer_setting_fails_before_training(

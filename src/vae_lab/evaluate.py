@@ -138,6 +138,11 @@ def _quality_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
             f"FID {s['fid_ceiling']:.3f}, KID {s['kid_ceiling']:.5f}",
         ),
         ("  features: the classifier", f"{Path(s['classifier']).name}{known}"),
+        *(
+            [("samples classified as their label", f"{s['class_accuracy']:.2%}")]
+            if s.get("class_accuracy") is not None
+            else []
+        ),
     ]
 
 

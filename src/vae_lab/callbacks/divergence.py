@@ -21,9 +21,15 @@ from vae_lab.errors import TrainingDiverged
 
 def last_checkpoint(trainer: L.Trainer) -> str | None:
     """The newest checkpoint this run wrote (its `last.ckpt`), or None."""
-    checkpoint = trainer.checkpoint_callback
-    path = getattr(checkpoint, "last_model_path", "") or getattr(checkpoint, "best_model_path", "")
-    return path or None
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    newest = [
+        c.last_model_path or (c.best_model_path if c.monitor is None else "")
+        for c in trainer.checkpoint_callbacks
+        if isinstance(c, ModelCheckpoint)
+    ]
+    kept = [p for p in newest if p] or [getattr(trainer.checkpoint_callback, "best_model_path", "")]
+    return kept[0] or None
 
 
 def _learning_rate(trainer: L.Trainer) -> str:

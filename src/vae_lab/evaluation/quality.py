@@ -33,6 +33,9 @@ class SampleQuality:
     fid_samples: int  # images in every set compared with the test set
     classifier: str  # the weights file whose features were used
     classifier_test_accuracy: float | None
+    # A class-conditional model: the classifier's accuracy on its samples, each drawn for a
+    # label (labels 0, 1, ..., in turn): how often a sample shows the class it was asked for.
+    class_accuracy: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,14 +79,33 @@ def check_sizes(n: int, subset: int, train: int, test: int) -> None:
 
 
 @torch.no_grad()
-def prior_images(model: VAE, n: int, seed: int, batch: int = 1000) -> torch.Tensor:
-    """n decoded draws z ~ p(z), E[x|z] in [0, 1], (n, C, H, W) float32 on the CPU."""
+def prior_images(
+    model: VAE, n: int, seed: int, batch: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n decoded draws z ~ p(z), E[x|z] in [0, 1], (n, C, H, W) float32 on the CPU, and for a
+    class-conditional model the label each was drawn for (labels in turn, so the classes
+    share the n draws equally), else None."""
     torch.manual_seed(seed)
-    parts = [
-        model.decode(model.prior.sample(min(batch, n - start))).float().clamp(0, 1).cpu()
-        for start in range(0, n, batch)
-    ]
-    return torch.cat(parts)
+    labels = torch.arange(n) % model.conditioning.num_classes if model.conditional else None
+    parts = []
+    for start in range(0, n, batch):
+        size = min(batch, n - start)
+        chunk = None if labels is None else labels[start : start + size]
+        parts.append(model.decode(model.prior.sample(size), chunk).float().clamp(0, 1).cpu())
+    return torch.cat(parts), labels
+
+
+@torch.no_grad()
+def class_accuracy(
+    classifier: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
+) -> float:
+    """The fraction of images the classifier puts in the class they were drawn for."""
+    param = next(classifier.parameters())
+    hits = 0
+    for i in range(0, len(images), 1000):
+        logits = classifier(images[i : i + 1000].to(param.device, param.dtype))
+        hits += int((logits.argmax(1).cpu() == labels[i : i + 1000]).sum())
+    return hits / len(images)
 
 
 def sample_quality(
@@ -97,9 +119,10 @@ def sample_quality(
 ) -> tuple[SampleQuality, torch.Tensor]:
     """The figures, and the model's n images (for a picture of what was measured).
     Images arrive as uint8 (N, C, H, W); the classifier runs on the model's device."""
-    features = Features(store.load(classifier.weights, device=model.device))
+    net = store.load(classifier.weights, device=model.device).eval()
+    features = Features(net)
     distances = FeatureDistances(features, test_images.float() / 255.0, kid_subset_size, seed)
-    images = prior_images(model, n, seed)
+    images, labels = prior_images(model, n, seed)
     own = distances(images)
     refs = reference_points(distances, train_images, test_images, n, seed)
     quality = SampleQuality(
@@ -113,5 +136,6 @@ def sample_quality(
         fid_samples=n,
         classifier=str(classifier.weights),
         classifier_test_accuracy=classifier.info.get("test_accuracy"),
+        class_accuracy=None if labels is None else class_accuracy(net, images, labels),
     )
     return quality, images
