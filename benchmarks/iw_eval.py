@@ -8,12 +8,13 @@ Evaluating L_k decodes k samples of z for every image; everything else (the enco
 draws, log q, log p(z), the likelihood's log-density, the log-sum-exp) is overhead on top
 of those decoder passes. This times `vae_lab.evaluation.metrics.evaluate` (what
 `python -m vae_lab.evaluate` runs, ELBO and active units included) on the first `--images`
-real test images, and the decoder alone on latent batches of exactly the shapes the bound
-decodes (chunks of `eval.decode_batch` rows, or of each `--decode-batch` given), alternating
-the two `--repeats` times. It prints and stores (key `iw_eval` of `--out`, merged into what
-is there) the median seconds of each, their ratio and the bound itself, per chunk size.
-The model is built from the real config with its initial weights: the cost of a pass does
-not depend on the values of the weights.
+real test images, and the decoder alone on latent batches of exactly the shapes evaluate
+decoded, recorded from its calls: the bound's chunks of `eval.decode_batch` rows (null: the
+device's default; or each `--decode-batch` given), the ELBO's pass, and the dequantized
+bound's where bits per dim need one. The two alternate `--repeats` times. It prints and
+stores (key `iw_eval` of `--out`, merged into what is there) the median seconds of each,
+their ratio and the bound itself, per chunk size. The model is built from the real config
+with its initial weights: the cost of a pass does not depend on the values of the weights.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,7 +34,7 @@ from vae_lab.data.batches import IndexBatches
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
 from vae_lab.evaluation.metrics import evaluate
 from vae_lab.models.build import build_vae
-from vae_lab.models.vae import VAE
+from vae_lab.models.vae import VAE, decode_rows
 from vae_lab.train import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,23 +45,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def decoder_calls(model: VAE) -> tuple[list[torch.Size], Callable[[], None]]:
+    """Record the shape of every latent batch the decoder is called on; returns the list
+    and the function that stops recording."""
+    shapes: list[torch.Size] = []
+
+    def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        shapes.append(inputs[0].shape)
+
+    return shapes, model.decoder.register_forward_pre_hook(record).remove
+
+
 @torch.no_grad()
-def decoder_alone(
-    decoder: torch.nn.Module, dim: int, n_images: int, k: int, decode_batch: int, batch: int
-) -> float:
-    """Seconds of the decoder's passes over the chunks the bound decodes, nothing else."""
+def decoder_alone(decoder: torch.nn.Module, shapes: list[torch.Size]) -> float:
+    """Seconds of the decoder's passes on latent batches of exactly these shapes."""
     device = next(decoder.parameters()).device
     seconds = 0.0
-    for start in range(0, n_images, batch):
-        b = min(batch, n_images - start)
-        chunk = max(1, min(k, decode_batch // b))
-        for done in range(0, k, chunk):
-            z = torch.randn(min(chunk, k - done), b, dim, device=device)
-            _sync(device)
-            t = time.perf_counter()
-            decoder(z)
-            _sync(device)
-            seconds += time.perf_counter() - t
+    for shape in shapes:
+        z = torch.randn(shape, device=device)
+        _sync(device)
+        t = time.perf_counter()
+        decoder(z)
+        _sync(device)
+        seconds += time.perf_counter() - t
     return seconds
 
 
@@ -68,13 +76,13 @@ def _measure(
     images: torch.Tensor,
     labels: torch.Tensor,
     args: argparse.Namespace,
-    dim: int,
     decode_batch: int,
 ) -> dict[str, object]:
     """evaluate and the decoder alone, alternated `--repeats` times at one chunk size."""
     device = images.device
     full, alone, bounds = [], [], []
-    for _ in range(args.repeats):
+    shapes, stop_recording = decoder_calls(model)
+    for repeat in range(args.repeats):
         torch.manual_seed(0)
         batches = IndexBatches(images, labels, batch_size=args.batch, shuffle=False)
         _sync(device)
@@ -83,9 +91,9 @@ def _measure(
         _sync(device)
         full.append(time.perf_counter() - t)
         bounds.append(result.iw_nll)
-        alone.append(
-            decoder_alone(model.decoder, dim, len(images), args.k, decode_batch, args.batch)
-        )
+        if repeat == 0:
+            stop_recording()  # every call evaluate made, the ELBO's and bits' included
+        alone.append(decoder_alone(model.decoder, shapes))
     assert all(math.isfinite(b) for b in bounds)
     ratios = [f / a for f, a in zip(full, alone, strict=True)]
     return {
@@ -123,9 +131,10 @@ def main() -> None:
     data.load()
     images, labels = data.splits["test"]
     images, labels = images[: args.images].to(device), labels[: args.images].to(device)
+    torch.manual_seed(0)  # the same initial weights every time
     model = build_vae(cfg, data.input_shape).to(device).eval()
-    sizes = args.decode_batch or [cfg.eval.decode_batch]
-    rows = [_measure(model, images, labels, args, cfg.latent_dim, size) for size in sizes]
+    sizes = args.decode_batch or [cfg.eval.decode_batch or decode_rows(device)]
+    rows = [_measure(model, images, labels, args, size) for size in sizes]
     figures = {
         "model": args.model,
         "likelihood": args.likelihood,

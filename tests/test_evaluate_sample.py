@@ -205,7 +205,7 @@ EVALUATE_BAD = [
     ("eval.k=-3", "eval.k must be a positive integer, got -3"),
     ("eval.k=2.5", "bad value for eval.k: Value '2.5' of type 'float' could not be"),
     ("eval.k=true", "bad value for eval.k: Value 'True' of type 'bool' could not be"),
-    ("eval.decode_batch=0", "eval.decode_batch must be a positive integer, got 0"),
+    ("eval.decode_batch=0", "eval.decode_batch must be a positive integer or null"),
     ("eval.split=training", "eval.split must be one of train, val, test, got 'training'"),
     ("seed=-1", "seed must be between 0 and 4294967295, got -1"),
     ("device=tpu", "device=tpu is not a torch device"),

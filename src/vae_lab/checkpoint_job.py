@@ -39,7 +39,7 @@ class EvaluateOptions:
     split: str = "test"
     limit: Optional[int] = None  # noqa: UP045
     batch_size: int = 500
-    decode_batch: int = 20_000
+    decode_batch: Optional[int] = None  # noqa: UP045
     fid: bool = False
     fid_samples: int = 10_000
     kid_subset_size: int = 1000

@@ -128,7 +128,7 @@ class EvalConfig:
     """The importance-weighted bound the test stage logs (`vae_lab.evaluate` reads it too)."""
 
     k: int = 20
-    decode_batch: int = 20_000
+    decode_batch: Optional[int] = None  # noqa: UP045
 
 
 @dataclass
@@ -194,10 +194,11 @@ def check_eval(eval_cfg: DictConfig, min_k: int = 0) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or k < min_k:
         lowest = "a positive integer" if min_k > 0 else "an integer >= 0 (0 turns it off)"
         raise UserError(f"eval.k must be {lowest}, got {k!r}; for example eval.k=5000")
-    if isinstance(eval_cfg.decode_batch, bool) or not eval_cfg.decode_batch > 0:
+    decode_batch = eval_cfg.decode_batch
+    if decode_batch is not None and (isinstance(decode_batch, bool) or not decode_batch > 0):
         raise UserError(
-            f"eval.decode_batch must be a positive integer, got {eval_cfg.decode_batch!r}; "
-            "for example eval.decode_batch=20000"
+            f"eval.decode_batch must be a positive integer or null (chosen for the device), "
+            f"got {decode_batch!r}; for example eval.decode_batch=4096"
         )
 
 

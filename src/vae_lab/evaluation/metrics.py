@@ -58,7 +58,7 @@ def evaluate(
     model: VAE,
     batches: Iterable[Batch],
     k: int,
-    decode_batch: int = 20_000,
+    decode_batch: int | None = None,
     device: torch.device | str = "cpu",
     on_batch: Callable[[int], None] | None = None,
     binarized: bool = False,

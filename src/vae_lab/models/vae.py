@@ -59,6 +59,21 @@ PARTS = (
 )  # fmt: skip
 
 
+CPU_DECODE_ROWS = 4096
+GPU_DECODE_ROWS = 20_000
+
+
+def decode_rows(device: torch.device) -> int:
+    """Rows the importance-weighted bound decodes per call when `eval.decode_batch` is null.
+
+    On a CPU, a chunk whose decoder output stays in the cache (4096 rows x 784 logits,
+    12.5 MB) makes the likelihood's passes over it cheap: measured with
+    benchmarks/iw_eval.py (docs/iw_eval.md), 20,000 rows cost more per row in the decoder
+    and far more in the log-density. A GPU wants large calls.
+    """
+    return CPU_DECODE_ROWS if device.type == "cpu" else GPU_DECODE_ROWS
+
+
 class VAEOutput(NamedTuple):
     posterior: Independent  # q(z|x), batch (B,), event (D,)
     z: torch.Tensor  # one reparameterized sample, (B, D)
@@ -81,7 +96,7 @@ class VAE(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         input_shape: Sequence[int] | None = None,
         iw_samples: int = 0,
-        iw_decode_batch: int = 20_000,
+        iw_decode_batch: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=list(PARTS), logger=False)
@@ -166,7 +181,8 @@ class VAE(L.LightningModule):
         """L_k per image, shape (B,): the importance-weighted lower bound on log p(x).
 
         x is encoded once; the k samples are decoded in chunks of at most `decode_batch`
-        images (chunk x B), so memory stays bounded for k = 5000. The k log-weights
+        rows (chunk x B; default `decode_rows(device)`), so memory stays bounded for
+        k = 5000. The k log-weights
         (k x B floats) are kept and reduced with a log-sum-exp, which subtracts their
         maximum first: the weights themselves (e^-250 and below) would underflow.
 
@@ -177,7 +193,7 @@ class VAE(L.LightningModule):
         x, c = self._inputs(batch)  # in the weights' dtype: fp32 under mixed precision
         with torch.autocast(device_type=x.device.type, enabled=False):
             posterior = self.posterior(x, c)
-            budget = decode_batch or self.iw_decode_batch
+            budget = decode_batch or self.iw_decode_batch or decode_rows(x.device)
             chunk = max(1, min(k, budget // x.shape[0]))
             parts = []
             for start in range(0, k, chunk):
