@@ -19,12 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from vae_lab.checkpoint_job import check_evaluate
-from vae_lab.errors import UserError, report_and_exit
-from vae_lab.train import CONFIG_DIR, discard_if_unused
+from vae_lab.cli.checkpoint_job import check_evaluate
+from vae_lab.cli.entry import command
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +39,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from vae_lab.evaluation.metrics import evaluate
     from vae_lab.evaluation.quality import check_fid_options, sample_quality
     from vae_lab.evaluation.trained import load_trained, split_data
-    from vae_lab.outputs import write_json_atomic
+    from vae_lab.run.outputs import write_json_atomic
 
     check_evaluate(cfg)
     check_fid_options(cfg.eval)
@@ -181,7 +179,7 @@ def _write_beside_run(s: dict[str, Any], run_dir: Path, samples: Any = None) -> 
     from torch.utils.tensorboard import SummaryWriter
     from torchvision.utils import make_grid
 
-    from vae_lab.outputs import write_json_atomic
+    from vae_lab.run.outputs import write_json_atomic
 
     prefix, step = f"evaluate/{s['split']}", s["global_step"]
     try:
@@ -205,21 +203,7 @@ def _write_beside_run(s: dict[str, Any], run_dir: Path, samples: Any = None) -> 
     print(f"Logged to TensorBoard in {run_dir} (tags {prefix}_*); wrote evaluate_{s['split']}.json")
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
-def _main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except UserError as e:
-        discard_if_unused()
-        report_and_exit(e)
-
-
-def main() -> None:
-    """The command; Hydra's composition errors (unknown key, wrong type) as one line."""
-    from vae_lab.hydra_errors import reported
-
-    with reported():
-        _main()
+main = command(run, "evaluate")
 
 
 if __name__ == "__main__":

@@ -18,14 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
 
-import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.classifier.store import DEFAULT_DIR
+from vae_lab.cli.entry import command
+from vae_lab.cli.errors import UserError
 from vae_lab.config import DataConfig, RuntimeConfig
-from vae_lab.errors import UserError, report_and_exit
-from vae_lab.train import CONFIG_DIR, discard_if_unused
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ def run(cfg: DictConfig) -> Path:
     from vae_lab.classifier.fit import accuracy, fit
     from vae_lab.classifier.net import FashionCNN
     from vae_lab.classifier.store import save
-    from vae_lab.runtime import apply_runtime
+    from vae_lab.run.runtime import apply_runtime
 
     check(cfg)
     apply_runtime(cfg)
@@ -138,21 +137,7 @@ def run(cfg: DictConfig) -> Path:
     return weights
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="classifier")
-def _main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except UserError as e:
-        discard_if_unused()
-        report_and_exit(e)
-
-
-def main() -> None:
-    """The command; Hydra's composition errors (unknown key, wrong type) as one line."""
-    from vae_lab.hydra_errors import reported
-
-    with reported():
-        _main()
+main = command(run, "classifier")
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab import allowed_targets
-from vae_lab.errors import UserError, brief
+from vae_lab.cli.errors import UserError, brief
 from vae_lab.models.vae import VAE
+from vae_lab.run import allowed_targets
 
 LAST = Path("checkpoints") / "last.ckpt"
 FIX = "pass a .ckpt written by `python -m vae_lab.train` (or its run directory)"
