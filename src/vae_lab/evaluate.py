@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate as `cfg` says; return what `metrics.json` holds."""
     import torch
     from hydra.core.hydra_config import HydraConfig
-    from tqdm import tqdm
 
     from vae_lab.classifier import store
     from vae_lab.data.batches import IndexBatches
@@ -51,24 +52,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     batches = IndexBatches(images, labels, batch_size=cfg.eval.batch_size, shuffle=False)
     device = next(trained.model.parameters()).device
-
-    # A bar with the time left on a terminal; elsewhere (a log, a batch job) a log line per
-    # batch with the same estimate.
-    bar = tqdm(total=len(images), unit="img", desc=f"IW bound, k={cfg.eval.k}", disable=None)
-
-    def progress(done: int) -> None:
-        bar.update(done - bar.n)
-        if bar.disable:
-            spent = time.perf_counter() - start
-            left = spent / done * (len(images) - done)
-            log.info(f"{done}/{len(images)} images, {spent:.0f} s, about {left:.0f} s left")
-
     fid_data = _fid_data(trained, cfg) if classifier is not None else None  # sizes: say now
     binarized = is_binarized(trained.config)
-    result = evaluate(
-        trained.model, batches, cfg.eval.k, cfg.eval.decode_batch, device, progress, binarized
-    )
-    bar.close()
+    with _progress(len(images), cfg.eval.k, start) as progress:
+        result = evaluate(
+            trained.model, batches, cfg.eval.k, cfg.eval.decode_batch, device, progress, binarized
+        )
     summary: dict[str, Any] = {
         "checkpoint": str(trained.checkpoint),
         "run_dir": str(trained.run_dir),
@@ -98,6 +87,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     print(f"\nWrote {out}")
     _write_beside_run(summary, trained.run_dir, samples)
     return summary
+
+
+@contextmanager
+def _progress(total: int, k: int, start: float) -> Iterator[Callable[[int], None]]:
+    """A callback told the images done: a bar with the time left on a terminal; elsewhere
+    (a log, a batch job) a log line per batch with the same estimate."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="img", desc=f"IW bound, k={k}", disable=None)
+
+    def progress(done: int) -> None:
+        bar.update(done - bar.n)
+        if bar.disable:
+            spent = time.perf_counter() - start
+            left = spent / done * (total - done)
+            log.info(f"{done}/{total} images, {spent:.0f} s, about {left:.0f} s left")
+
+    try:
+        yield progress
+    finally:
+        bar.close()
 
 
 def _fid_data(trained: Any, cfg: DictConfig) -> tuple[Any, Any]:
