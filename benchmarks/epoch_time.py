@@ -40,8 +40,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from vae_lab.runtime import stop_nvml_polling
-from vae_lab.train import CONFIG_DIR
+from vae_lab.cli.entry import CONFIG_DIR
+from vae_lab.run.runtime import stop_nvml_polling
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {

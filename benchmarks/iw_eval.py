@@ -30,12 +30,12 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
+from vae_lab.cli.entry import CONFIG_DIR
 from vae_lab.data.batches import IndexBatches
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
 from vae_lab.evaluation.metrics import evaluate
 from vae_lab.models.build import build_vae
 from vae_lab.models.vae import VAE, decode_rows
-from vae_lab.train import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -41,11 +41,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from vae_lab.cli.entry import CONFIG_DIR
 from vae_lab.data.batches import Batch
 from vae_lab.models.build import build_vae
 from vae_lab.models.vae import VAE
-from vae_lab.runtime import stop_nvml_polling
-from vae_lab.train import CONFIG_DIR, build_callbacks, build_loggers
+from vae_lab.run.runtime import stop_nvml_polling
+from vae_lab.train import build_callbacks, build_loggers
 
 PHASES = ("data", "forward", "backward", "optimizer")
 IMAGE_CALLBACKS = ("image_grids", "latent_pictures", "embedding_projector")

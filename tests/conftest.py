@@ -12,8 +12,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+from vae_lab.cli.entry import CONFIG_DIR
 from vae_lab.data.idx import write_idx
-from vae_lab.train import CONFIG_DIR
 
 TINY_TRAIN, TINY_TEST = 300, 100
 
@@ -124,8 +124,8 @@ def one_line_error(
     2, no traceback, and return that line."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from vae_lab.errors import USER_ERROR_EXIT
-    from vae_lab.train import TOKEN_VAR
+    from vae_lab.cli.entry import TOKEN_VAR
+    from vae_lab.cli.errors import USER_ERROR_EXIT
 
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", [f"vae_lab.{command}", *args])

@@ -16,9 +16,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.conftest import COMMANDS, one_line_error
-from vae_lab import allowed_targets
-from vae_lab.errors import UserError
+from vae_lab.cli.errors import UserError
 from vae_lab.models.build import build_vae
+from vae_lab.run import allowed_targets
 
 # --- a checkpoint's config never runs code --------------------------------------------------
 
@@ -33,7 +33,7 @@ def _payloads(marker: Path, source: Path) -> dict[str, tuple[str, Any]]:
         "nested dict": ("data.root", copy),  # what evaluate's data module used to run
         "list element": ("model.encoder.hidden_sizes[1]", copy),
         # passes a check of the name's prefix: a function reached through a module of ours
-        "through vae_lab": ("prior", {**copy, "_target_": "vae_lab.train.shutil.copyfile"}),
+        "through vae_lab": ("prior", {**copy, "_target_": "vae_lab.cli.entry.shutil.copyfile"}),
         # a resolver that builds the node when the config is read: no `_target_` to walk
         "interpolation": (
             "model.decoder.hidden_sizes",
@@ -166,6 +166,8 @@ def test_an_output_directory_that_cannot_be_made_is_one_line(
         ("torch.optim.lr_scheduler.ExponentialLR", True),  # not in configs/, still a scheduler
         ("lightning.pytorch.callbacks.LearningRateMonitor", True),
         ("vae_lab.callbacks.timing.EpochTimer", True),
+        ("vae_lab.run.checkpoint_io.AtomicCheckpointIO", True),
+        ("vae_lab.checkpoint_io.AtomicCheckpointIO", False),  # its name before the move
         ("torch.optim.adam.torch.load", False),  # a function, through a module
         ("vae_lab.train.Path", False),  # pathlib's class, imported by a module of ours
         ("vae_lab.train.os.system", False),

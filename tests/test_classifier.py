@@ -16,8 +16,8 @@ from tests.conftest import compose_classifier
 from vae_lab.classifier import store
 from vae_lab.classifier.__main__ import run
 from vae_lab.classifier.net import FashionCNN, Features
+from vae_lab.cli.errors import UserError
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
-from vae_lab.errors import UserError
 
 
 def test_the_classifier_trains_and_its_file_is_named_by_its_content(

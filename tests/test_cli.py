@@ -110,6 +110,7 @@ def test_a_whole_run_from_the_command_line(tmp_path: Path, tiny_data: Path) -> N
     assert metrics["status"] == "completed"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "config.yaml").is_file()
+    assert (run_dir / "train.log").is_file()  # the job is named train (configs/hydra/default.yaml)
     assert list(run_dir.glob("events.out.tfevents.*"))
 
 

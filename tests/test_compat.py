@@ -12,10 +12,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vae_lab.cli.entry import CONFIG_DIR
+from vae_lab.cli.errors import UserError
 from vae_lab.config import validate
-from vae_lab.errors import UserError
 from vae_lab.models.build import build_vae
-from vae_lab.train import CONFIG_DIR
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

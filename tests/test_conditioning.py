@@ -16,7 +16,7 @@ import vae_lab
 from tests.conftest import ComposeFn, compose_tiny
 from tests.test_model_families import _sample_cfg
 from vae_lab import sample
-from vae_lab.errors import UserError
+from vae_lab.cli.errors import UserError
 from vae_lab.models.build import build_vae
 from vae_lab.train import train
 

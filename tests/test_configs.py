@@ -17,18 +17,19 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from tests.conftest import ComposeFn
-from vae_lab import allowed_targets
 from vae_lab.callbacks.divergence import DivergenceGuard
 from vae_lab.callbacks.early_stopping import WarmupEarlyStopping
 from vae_lab.callbacks.images import ImageGrids
 from vae_lab.callbacks.latents import EmbeddingProjector, LatentPictures
 from vae_lab.callbacks.rng_state import RNGState
+from vae_lab.cli.entry import CONFIG_DIR
+from vae_lab.cli.errors import UserError
 from vae_lab.config import TrainerConfig, validate
-from vae_lab.errors import UserError
 from vae_lab.models.build import build_vae
 from vae_lab.models.components.mlp import MLPDecoder, MLPEncoder
 from vae_lab.models.vae import VAE
-from vae_lab.train import CONFIG_DIR, build_callbacks, build_loggers
+from vae_lab.run import allowed_targets
+from vae_lab.train import build_callbacks, build_loggers
 
 
 def _options(group: str) -> list[str]:

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from tests.conftest import TINY_TEST, TINY_TRAIN, write_fashion_mnist
+from vae_lab.cli.errors import UserError
 from vae_lab.data import files
 from vae_lab.data.batches import Batch, IndexBatches
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
 from vae_lab.data.idx import IdxFormatError, read_idx
-from vae_lab.errors import UserError
 
 
 def _module(root: Path, **kwargs: object) -> FashionMNISTDataModule:

@@ -18,9 +18,10 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 
 from tests.conftest import ComposeFn
-from vae_lab import run_dir as run_dirs
-from vae_lab.errors import USER_ERROR_EXIT, UserError
-from vae_lab.train import TOKEN_VAR, cli, train
+from vae_lab.cli.entry import TOKEN_VAR
+from vae_lab.cli.errors import USER_ERROR_EXIT, UserError
+from vae_lab.run import directory as run_dirs
+from vae_lab.train import cli, train
 
 Capture = pytest.CaptureFixture[str]
 

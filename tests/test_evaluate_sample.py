@@ -18,11 +18,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.distributions import Normal, kl_divergence
 
 from tests.conftest import one_line_error, tiny_overrides
-from vae_lab import checkpoints, evaluate, sample
+from vae_lab import evaluate, sample
+from vae_lab.cli.entry import CONFIG_DIR
+from vae_lab.cli.errors import UserError
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
-from vae_lab.errors import UserError
 from vae_lab.report import make_report
-from vae_lab.train import CONFIG_DIR, train
+from vae_lab.run import checkpoints
+from vae_lab.train import train
 
 LATENT = 3
 
@@ -69,6 +71,7 @@ def test_evaluate_prints_a_table_writes_json_and_logs_beside_the_run(
     assert result.returncode == 0, result.stderr
     assert "NLL, importance-weighted, k=20" in result.stdout
     (out,) = tmp_path.glob("outputs/evaluate/*/*/metrics.json")
+    assert (out.parent / "evaluate.log").is_file()  # the job is named evaluate (evaluate.yaml)
     metrics = json.loads(out.read_text())
     assert metrics["images"] == 100 and metrics["k"] == 20 and metrics["split"] == "test"
     numbers = [metrics[key] for key in ("elbo", "recon", "kl", "iw_nll")]
@@ -134,6 +137,7 @@ def test_sample_writes_every_grid_at_the_size_asked(
         with Image.open(out.parent / name) as image:
             assert image.size == size, name
     assert not (out.parent / "s_manifold.png").exists()  # 2-D latent spaces only
+    assert list(tmp_path.glob("outputs/sample/*/*/sample.log"))  # the job is named sample
 
 
 def test_sample_is_reproducible_with_a_seed(run_dir: Path, tiny_data: Path, tmp_path: Path) -> None:

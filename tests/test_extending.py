@@ -14,9 +14,10 @@ from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from tests.conftest import tiny_overrides
+from vae_lab.cli.entry import CONFIG_DIR
 from vae_lab.models.build import build_vae
 from vae_lab.models.components.prior import Prior
-from vae_lab.train import CONFIG_DIR, train
+from vae_lab.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

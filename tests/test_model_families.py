@@ -16,10 +16,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import vae_lab
 from tests.conftest import ComposeFn, compose_tiny
 from vae_lab import sample
+from vae_lab.cli.entry import CONFIG_DIR
+from vae_lab.cli.errors import UserError
 from vae_lab.data.batches import IndexBatches
-from vae_lab.errors import UserError
 from vae_lab.evaluation.metrics import evaluate
-from vae_lab.train import CONFIG_DIR, train
+from vae_lab.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

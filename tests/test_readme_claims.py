@@ -16,8 +16,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import ComposeFn, tiny_overrides
 from tests.test_sweeps import job_dirs, sweep_dirs
-from vae_lab.sweeps import JobFailed, check_objective
-from vae_lab.train import TOKEN_VAR, cli, train
+from vae_lab.cli.entry import TOKEN_VAR
+from vae_lab.run.sweeps import JobFailed, check_objective
+from vae_lab.train import cli, train
 
 QUIET = ("callbacks.image_grids=null", "callbacks.latent_pictures=null")  # faster epochs
 LR_MONITOR = (

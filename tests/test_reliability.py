@@ -21,9 +21,9 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import ComposeFn, compose_tiny, run_cli, tiny_overrides
-from vae_lab import checkpoints
-from vae_lab.checkpoint_io import AtomicCheckpointIO
-from vae_lab.errors import DIVERGED_EXIT, UserError
+from vae_lab.cli.errors import DIVERGED_EXIT, UserError
+from vae_lab.run import checkpoints
+from vae_lab.run.checkpoint_io import AtomicCheckpointIO
 from vae_lab.train import train
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vae_lab"
@@ -150,7 +150,7 @@ def test_importing_the_writer_leaves_the_umask_alone_and_files_follow_it(tmp_pat
         "calls, real = [], os.umask\n"
         "real(0o027)\n"
         "os.umask = lambda mask: calls.append(mask) or real(mask)\n"
-        "import torch, vae_lab.checkpoint_io as io\n"
+        "import torch, vae_lab.run.checkpoint_io as io\n"
         "io.AtomicCheckpointIO().save_checkpoint({'w': torch.ones(1)}, sys.argv[1])\n"
         "print(oct(os.stat(sys.argv[1]).st_mode & 0o777), calls)\n"
     )
@@ -165,7 +165,7 @@ def test_importing_the_writer_leaves_the_umask_alone_and_files_follow_it(tmp_pat
 def test_checkpoint_killed_while_writing_is_never_half_written(tmp_path: Path) -> None:
     target = tmp_path / "last.ckpt"
     writer = (
-        "import sys, torch; from vae_lab.checkpoint_io import AtomicCheckpointIO as IO\n"
+        "import sys, torch; from vae_lab.run.checkpoint_io import AtomicCheckpointIO as IO\n"
         "io = IO(); i = 0\n"
         "while True:\n"
         "    i += 1; io.save_checkpoint({'i': i, 'w': torch.full((4_000_000,), float(i))}, "

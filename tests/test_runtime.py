@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tests.conftest import ComposeFn
-from vae_lab.runtime import NVML_CHECK_VAR, stop_nvml_polling
+from vae_lab.run.runtime import NVML_CHECK_VAR, stop_nvml_polling
 from vae_lab.train import train
 
 

@@ -28,10 +28,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import ComposeFn, compose_tiny
 from tests.test_sweeps import job_dirs, statuses, sweep_args, sweep_dirs
-from vae_lab.errors import UserError
+from vae_lab.cli.entry import CONFIG_DIR
+from vae_lab.cli.errors import UserError
 from vae_lab.report import make_report
-from vae_lab.slurm import RESTART_VAR, device_count, gpus_per_node, resume_if_requeued
-from vae_lab.train import CONFIG_DIR, train
+from vae_lab.run.slurm import RESTART_VAR, device_count, gpus_per_node, resume_if_requeued
+from vae_lab.train import train
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "slurm.sh"
 # One CPU and 1 GB per job: two jobs side by side on a 2-core machine.

@@ -21,10 +21,11 @@ from omegaconf import OmegaConf
 
 from tests.conftest import run_cli
 from tests.test_train import posterior_kl
+from vae_lab.cli.entry import CONFIG_DIR
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
 from vae_lab.report import make_report
-from vae_lab.sweeps import threads_per_job
-from vae_lab.train import CONFIG_DIR, cli
+from vae_lab.run.sweeps import threads_per_job
+from vae_lab.train import cli
 
 
 def sweep_args(tiny_data: Path, *extra: str) -> list[str]:

@@ -12,8 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.distributions import Normal, kl_divergence
 
 from tests.conftest import ComposeFn
-from vae_lab import checkpoints
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
+from vae_lab.run import checkpoints
 from vae_lab.train import train
 
 STAGE_TAGS = {f"{stage}/{name}" for stage in ("val", "test") for name in ("elbo", "recon", "kl")}
@@ -190,7 +190,7 @@ def test_metrics_json_holds_the_best_checkpoints_numbers_not_the_last_epochs(
 def test_bad_optimizer_setting_fails_before_training(
     compose_cfg: ComposeFn, tmp_path: Path
 ) -> None:
-    from vae_lab.errors import UserError
+    from vae_lab.cli.errors import UserError
 
     with pytest.raises(UserError, match="weight_decay"):
         train(compose_cfg("optimizer.weight_decay=-1"))

@@ -24,7 +24,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
         model = vae_lab.load("outputs/runs/2025-01-01/12-00-00")
         images = model.sample(16)  # (16, 1, 28, 28), the likelihood's mean, in [0, 1]
     """
-    from vae_lab import checkpoints
+    from vae_lab.run import checkpoints
 
     ckpt = checkpoints.load(path)
     return checkpoints.build_model(ckpt).to(device)

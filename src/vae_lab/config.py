@@ -2,8 +2,8 @@
 
 `MODEL_GROUPS` lists the config groups whose choices make up a model, once: the schema
 below gives each its key, the builder (`vae_lab.models.build`) instantiates each, a resume
-refuses a change in any (`vae_lab.resume`), and the checkpoint loader checks what each
-names (`vae_lab.checkpoints`). A new group is one entry here and one directory of YAML.
+refuses a change in any (`vae_lab.run.resume`), and the checkpoint loader checks what each
+names (`vae_lab.run.checkpoints`). A new group is one entry here and one directory of YAML.
 
 The schemas are registered in Hydra's ConfigStore as `train_schema`; `configs/train.yaml`
 lists it first in its defaults, so every YAML file is merged onto typed nodes: an unknown
@@ -22,7 +22,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab.errors import UserError
+from vae_lab.cli.errors import UserError
 
 # The groups that make a model: the LightningModule, then its parts.
 MODEL_GROUPS = (
@@ -171,7 +171,7 @@ TrainConfig = cast(
 
 def register_schemas() -> None:
     """`train_schema`, and those of the commands that read a checkpoint (evaluate, sample)."""
-    from vae_lab.checkpoint_job import EvaluateConfig, SampleConfig
+    from vae_lab.cli.checkpoint_job import EvaluateConfig, SampleConfig
 
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from vae_lab.checkpoint_job import check_evaluate
-from vae_lab.errors import UserError, report_and_exit
-from vae_lab.train import CONFIG_DIR, discard_if_unused
+from vae_lab.cli.checkpoint_job import check_evaluate
+from vae_lab.cli.entry import command
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate as `cfg` says; return what `metrics.json` holds."""
     import torch
     from hydra.core.hydra_config import HydraConfig
-    from tqdm import tqdm
 
     from vae_lab.classifier import store
     from vae_lab.data.batches import IndexBatches
@@ -41,7 +40,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from vae_lab.evaluation.metrics import evaluate
     from vae_lab.evaluation.quality import check_fid_options, sample_quality
     from vae_lab.evaluation.trained import load_trained, split_data
-    from vae_lab.outputs import write_json_atomic
+    from vae_lab.run.outputs import write_json_atomic
 
     check_evaluate(cfg)
     check_fid_options(cfg.eval)
@@ -53,24 +52,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     batches = IndexBatches(images, labels, batch_size=cfg.eval.batch_size, shuffle=False)
     device = next(trained.model.parameters()).device
-
-    # A bar with the time left on a terminal; elsewhere (a log, a batch job) a log line per
-    # batch with the same estimate.
-    bar = tqdm(total=len(images), unit="img", desc=f"IW bound, k={cfg.eval.k}", disable=None)
-
-    def progress(done: int) -> None:
-        bar.update(done - bar.n)
-        if bar.disable:
-            spent = time.perf_counter() - start
-            left = spent / done * (len(images) - done)
-            log.info(f"{done}/{len(images)} images, {spent:.0f} s, about {left:.0f} s left")
-
     fid_data = _fid_data(trained, cfg) if classifier is not None else None  # sizes: say now
     binarized = is_binarized(trained.config)
-    result = evaluate(
-        trained.model, batches, cfg.eval.k, cfg.eval.decode_batch, device, progress, binarized
-    )
-    bar.close()
+    with _progress(len(images), cfg.eval.k, start) as progress:
+        result = evaluate(
+            trained.model, batches, cfg.eval.k, cfg.eval.decode_batch, device, progress, binarized
+        )
     summary: dict[str, Any] = {
         "checkpoint": str(trained.checkpoint),
         "run_dir": str(trained.run_dir),
@@ -100,6 +87,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     print(f"\nWrote {out}")
     _write_beside_run(summary, trained.run_dir, samples)
     return summary
+
+
+@contextmanager
+def _progress(total: int, k: int, start: float) -> Iterator[Callable[[int], None]]:
+    """A callback told the images done: a bar with the time left on a terminal; elsewhere
+    (a log, a batch job) a log line per batch with the same estimate."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="img", desc=f"IW bound, k={k}", disable=None)
+
+    def progress(done: int) -> None:
+        bar.update(done - bar.n)
+        if bar.disable:
+            spent = time.perf_counter() - start
+            left = spent / done * (total - done)
+            log.info(f"{done}/{total} images, {spent:.0f} s, about {left:.0f} s left")
+
+    try:
+        yield progress
+    finally:
+        bar.close()
 
 
 def _fid_data(trained: Any, cfg: DictConfig) -> tuple[Any, Any]:
@@ -181,7 +189,7 @@ def _write_beside_run(s: dict[str, Any], run_dir: Path, samples: Any = None) -> 
     from torch.utils.tensorboard import SummaryWriter
     from torchvision.utils import make_grid
 
-    from vae_lab.outputs import write_json_atomic
+    from vae_lab.run.outputs import write_json_atomic
 
     prefix, step = f"evaluate/{s['split']}", s["global_step"]
     try:
@@ -205,21 +213,7 @@ def _write_beside_run(s: dict[str, Any], run_dir: Path, samples: Any = None) -> 
     print(f"Logged to TensorBoard in {run_dir} (tags {prefix}_*); wrote evaluate_{s['split']}.json")
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
-def _main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except UserError as e:
-        discard_if_unused()
-        report_and_exit(e)
-
-
-def main() -> None:
-    """The command; Hydra's composition errors (unknown key, wrong type) as one line."""
-    from vae_lab.hydra_errors import reported
-
-    with reported():
-        _main()
+main = command(run, "evaluate")
 
 
 if __name__ == "__main__":

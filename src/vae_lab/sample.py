@@ -21,12 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import hydra
 from omegaconf import DictConfig
 
-from vae_lab.checkpoint_job import check_in_range, check_sample
-from vae_lab.errors import UserError, from_os_error, report_and_exit
-from vae_lab.train import CONFIG_DIR, discard_if_unused
+from vae_lab.cli.checkpoint_job import check_in_range, check_sample
+from vae_lab.cli.entry import command
+from vae_lab.cli.errors import UserError, from_os_error
 
 if TYPE_CHECKING:
     import torch
@@ -109,21 +108,7 @@ def _write(grids: dict[str, torch.Tensor], out: Path) -> list[Path]:
     return written
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
-def _main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except UserError as e:
-        discard_if_unused()
-        report_and_exit(e)
-
-
-def main() -> None:
-    """The command; Hydra's composition errors (unknown key, wrong type) as one line."""
-    from vae_lab.hydra_errors import reported
-
-    with reported():
-        _main()
+main = command(run, "sample")
 
 
 if __name__ == "__main__":

@@ -11,38 +11,29 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
-import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.config import register_schemas, validate
-from vae_lab.errors import TrainingDiverged, UserError, from_os_error, report_and_exit
-from vae_lab.runtime import apply_runtime, stop_nvml_polling
-from vae_lab.slurm import explain_missing_accounting, register_resolvers, resume_if_requeued
-from vae_lab.sweeps import check_metric_name, objective, run_sweep_job
+from vae_lab.cli.entry import command
+from vae_lab.cli.errors import TrainingDiverged, UserError, from_os_error
+from vae_lab.config import validate
+from vae_lab.run.runtime import apply_runtime, stop_nvml_polling
+from vae_lab.run.slurm import explain_missing_accounting, register_resolvers, resume_if_requeued
+from vae_lab.run.sweeps import check_metric_name, objective, run_sweep_job
 
 if TYPE_CHECKING:
-    from vae_lab.resume import Resume
+    import lightning as L
+
+    from vae_lab.models.vae import VAE
+    from vae_lab.run.resume import Resume
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
-
-# A random token appended to output directories, so that runs started in the same second
-# never share one. `cli()` draws it once per command and passes it to launcher workers
-# through the environment; a process that calls `main()` itself gets its own.
-TOKEN_VAR = "VAE_LAB_RUN_TOKEN"
-_PROCESS_TOKEN = secrets.token_hex(4)
-OmegaConf.register_new_resolver(
-    "run_token", lambda: os.environ.get(TOKEN_VAR) or _PROCESS_TOKEN, replace=True
-)
-register_schemas()
-register_resolvers()
+register_resolvers()  # ${slurm_gpus:...}, ${slurm_tasks:...} of hydra/launcher=slurm
 
 
 def check_accelerator(cfg: DictConfig) -> None:
@@ -66,29 +57,11 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"The `srun` command is available")
 
 
-def discard_if_unused() -> None:
-    """Remove the directory Hydra made for a single run when the run failed before writing
-    anything of its own (only .hydra/, the log, config.yaml): a typo leaves no clutter."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    if hydra_cfg.mode != RunMode.RUN or not run_dir.is_dir():
-        return  # a sweep keeps failed jobs' directories, so a report can show them
-    if {p.name for p in run_dir.iterdir()} <= {
-        ".hydra",
-        f"{hydra_cfg.job.name}.log",
-        "config.yaml",
-    }:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test one model as `cfg` describes; return what `metrics.json` holds.
 
     With `ckpt_path` set, continue the run that checkpoint belongs to, in its directory
-    (`vae_lab.resume`). A run that diverges stops with `TrainingDiverged`; its
+    (`vae_lab.run.resume`). A run that diverges stops with `TrainingDiverged`; its
     `metrics.json` then says so and holds no metrics.
     """
     validate(cfg)
@@ -96,7 +69,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resume_if_requeued(cfg)  # a SLURM job started again continues its own run
     resume = None
     if cfg.get("ckpt_path"):
-        from vae_lab.resume import prepare
+        from vae_lab.run.resume import prepare
 
         resume = prepare(str(cfg.ckpt_path), _resolved(cfg))
         if resume.run_dir is not None:
@@ -105,7 +78,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     from lightning.pytorch.utilities import rank_zero_only
 
-    from vae_lab import run_dir as run_dirs
+    from vae_lab.run import directory as run_dirs
 
     run_dir = Path(cfg.paths.output_dir)
     if getattr(rank_zero_only, "rank", 0) != 0:  # under DDP every rank runs this function
@@ -125,21 +98,60 @@ def _resolved(cfg: DictConfig) -> dict[str, Any]:
     return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
 
 
-def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict[str, Any]:
-    import lightning as L
+@dataclass(frozen=True)
+class Parts:
+    """What a run trains and tests with, built from its config."""
 
-    quiet_lightning()
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
+    datamodule: Any
+    model: VAE
+    trainer: L.Trainer
+
+
+def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict[str, Any]:
     from lightning.pytorch.utilities import rank_zero_only
 
-    from vae_lab.callbacks.divergence import last_checkpoint
-    from vae_lab.evaluation.bits import is_binarized, not_applicable
+    quiet_lightning()
+    config = _resolved(cfg)
+    parts = build_parts(cfg, config, resume)
+    if resume is not None:
+        from vae_lab.run.resume import check_fits
+
+        check_fits(resume, parts.model)
+        log.info(
+            "Resuming %s (epoch %d, step %d) in %s",
+            resume.path,
+            resume.epoch,
+            resume.global_step,
+            run_dir,
+        )
+    # Written once the run is known to start, so a failed resume leaves its run as it was.
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        OmegaConf.save(config, run_dir / "config.yaml")
+        if resume is not None:  # the run is no longer complete: no stale result may remain
+            (run_dir / "metrics.json").unlink(missing_ok=True)
+    try:
+        fit(parts, resume)
+        best, metrics = validate_and_test(parts)
+    except TrainingDiverged as e:
+        if parts.trainer.is_global_zero:
+            write_diverged(parts.trainer, run_dir, e)
+        raise
+    summary = _summary(parts, config, run_dir, best, metrics)
+    if parts.trainer.is_global_zero:
+        write_completed(parts.trainer, config, run_dir, summary)
+    return summary
+
+
+def build_parts(cfg: DictConfig, config: dict[str, Any], resume: Resume | None) -> Parts:
+    """Seed, then build the data, the model and the trainer; a config that cannot be built
+    (a bad optimizer or scheduler setting included) is a UserError before any training."""
+    import lightning as L
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
     from vae_lab.models.build import build_vae
     from vae_lab.models.speed import apply_speedups
-    from vae_lab.outputs import all_finite, log_final_hparams, stage_metrics, write_json_atomic
 
-    config = _resolved(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     try:
         datamodule = instantiate(cfg.data)
@@ -162,85 +174,101 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict
         input_shape=list(datamodule.input_shape),
         num_classes=datamodule.num_classes,
     )
-    if resume is not None:
-        from vae_lab.resume import check_fits
+    return Parts(datamodule, model, trainer)
 
-        check_fits(resume, model)
-        log.info(
-            "Resuming %s (epoch %d, step %d) in %s",
-            resume.path,
-            resume.epoch,
-            resume.global_step,
-            run_dir,
-        )
 
-    # Written once the run is known to start, so a failed resume leaves its run as it was.
-    if getattr(rank_zero_only, "rank", 0) == 0:
-        OmegaConf.save(config, run_dir / "config.yaml")
-        if resume is not None:  # the run is no longer complete: no stale result may remain
-            (run_dir / "metrics.json").unlink(missing_ok=True)
-    try:
-        trainer.fit(
-            model,
-            datamodule=datamodule,
-            ckpt_path=str(resume.path) if resume is not None else None,
-            weights_only=True,
+def fit(parts: Parts, resume: Resume | None) -> None:
+    """Train, from the start or from the checkpoint `resume` names."""
+    parts.trainer.fit(
+        parts.model,
+        datamodule=parts.datamodule,
+        ckpt_path=str(resume.path) if resume is not None else None,
+        weights_only=True,
+    )
+
+
+def validate_and_test(parts: Parts) -> tuple[str, dict[str, dict[str, float]]]:
+    """The best checkpoint's path ("" if none was written) and its final validation and
+    test metrics; `TrainingDiverged` if they are not all finite."""
+    from vae_lab.run.outputs import all_finite, stage_metrics
+
+    trainer, model, datamodule = parts.trainer, parts.model, parts.datamodule
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # None: no checkpoints
+    ckpt_path = best or None  # no checkpoint (fast_dev_run): evaluate the weights in memory
+    metrics = {
+        "val": stage_metrics(
+            trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True),
+            "val",
+        ),
+        "test": stage_metrics(
+            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True),
+            "test",
+        ),
+    }
+    if not all_finite(metrics):  # e.g. an infinite KL that beta=0 kept out of the loss
+        raise TrainingDiverged(
+            f"training diverged: the final metrics of {best or 'the model'} are not all "
+            f"finite ({metrics}); try a lower learning rate (optimizer.lr) or gradient "
+            "clipping (trainer.gradient_clip_val=1.0)"
         )
-        checkpoint = trainer.checkpoint_callback
-        best = checkpoint.best_model_path if checkpoint is not None else ""
-        ckpt_path = best or None  # no checkpoint (fast_dev_run): evaluate the weights in memory
-        metrics = {
-            "val": stage_metrics(
-                trainer.validate(
-                    model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True
-                ),
-                "val",
-            ),
-            "test": stage_metrics(
-                trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True),
-                "test",
-            ),
-        }
-        if not all_finite(metrics):  # e.g. an infinite KL that beta=0 kept out of the loss
-            raise TrainingDiverged(
-                f"training diverged: the final metrics of {best or 'the model'} are not all "
-                f"finite ({metrics}); try a lower learning rate (optimizer.lr) or gradient "
-                "clipping (trainer.gradient_clip_val=1.0)"
-            )
-    except TrainingDiverged as e:
-        if trainer.is_global_zero:
-            kept = last_checkpoint(trainer)
-            write_json_atomic(
-                run_dir / "metrics.json",
-                {
-                    "status": "diverged",
-                    "error": str(e),
-                    "run_dir": str(run_dir),
-                    "checkpoint": os.path.relpath(kept, run_dir) if kept else None,
-                    "epochs": trainer.current_epoch,
-                    "global_step": trainer.global_step,
-                },
-            )
-        raise
+    return best, metrics
+
+
+def write_diverged(trainer: L.Trainer, run_dir: Path, error: TrainingDiverged) -> None:
+    """`metrics.json` of a diverged run: why, and the last checkpoint it kept."""
+    from vae_lab.callbacks.divergence import last_checkpoint
+    from vae_lab.run.outputs import write_json_atomic
+
+    kept = last_checkpoint(trainer)
+    write_json_atomic(
+        run_dir / "metrics.json",
+        {
+            "status": "diverged",
+            "error": str(error),
+            "run_dir": str(run_dir),
+            "checkpoint": os.path.relpath(kept, run_dir) if kept else None,
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+        },
+    )
+
+
+def _summary(
+    parts: Parts,
+    config: dict[str, Any],
+    run_dir: Path,
+    best: str,
+    metrics: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    from vae_lab.evaluation.bits import is_binarized, not_applicable
+
     summary: dict[str, Any] = {
         "status": "completed",
         "run_dir": str(run_dir),
         "checkpoint": os.path.relpath(best, run_dir) if best else None,
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
+        "epochs": parts.trainer.current_epoch,
+        "global_step": parts.trainer.global_step,
         **metrics,
     }
-    if cfg.eval.k > 0:  # why the test stage gave no bpd_8bit (or no bpd), if it did not
-        summary["not_applicable"] = not_applicable(model.likelihood, is_binarized(config))
-    if trainer.is_global_zero:
-        write_json_atomic(run_dir / "metrics.json", summary)
-        log_final_hparams(trainer.loggers, config, metrics)
-        print(f"\nRun directory: {run_dir}")
-        print(f"Test ELBO: {metrics['test'].get('elbo', float('nan')):.2f} nats per image")
-        if "bpd_8bit" in metrics["test"]:
-            print(f"Test bits/dim of the 8-bit images (a bound): {metrics['test']['bpd_8bit']:.4f}")
-        print(f"View it with: tensorboard --logdir {run_dir}  (all runs: --logdir outputs)")
+    if config["eval"]["k"] > 0:  # why the test stage gave no bpd_8bit (or no bpd), if it did not
+        summary["not_applicable"] = not_applicable(parts.model.likelihood, is_binarized(config))
     return summary
+
+
+def write_completed(
+    trainer: L.Trainer, config: dict[str, Any], run_dir: Path, summary: dict[str, Any]
+) -> None:
+    """`metrics.json`, the hparams tab with the final metrics, and a few lines on the console."""
+    from vae_lab.run.outputs import log_final_hparams, write_json_atomic
+
+    test_metrics = summary["test"]
+    write_json_atomic(run_dir / "metrics.json", summary)
+    log_final_hparams(trainer.loggers, config, {"val": summary["val"], "test": test_metrics})
+    print(f"\nRun directory: {run_dir}")
+    print(f"Test ELBO: {test_metrics.get('elbo', float('nan')):.2f} nats per image")
+    if "bpd_8bit" in test_metrics:
+        print(f"Test bits/dim of the 8-bit images (a bound): {test_metrics['bpd_8bit']:.4f}")
+    print(f"View it with: tensorboard --logdir {run_dir}  (all runs: --logdir outputs)")
 
 
 def build_loggers(cfg: DictConfig, resume: Resume | None = None) -> list[Any]:
@@ -277,35 +305,27 @@ def _build_logger(node: DictConfig, resume: Resume | None) -> Any:
     return instantiate(node)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float:
-    """Hydra entry point; returns `optimized_metric` (val/elbo) for sweepers to optimize.
+def run(cfg: DictConfig) -> float:
+    """Train as `cfg` says; return `optimized_metric` (val/elbo) for sweepers to optimize.
 
-    A job of a multirun records its failure and lets the other jobs go on (`vae_lab.sweeps`).
+    A job of a multirun records its failure and lets the other jobs go on (`vae_lab.run.sweeps`).
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         return run_sweep_job(cfg, train)
-    try:
-        check_metric_name(cfg.optimized_metric)
-        summary = train(cfg)
-    except UserError as e:
-        discard_if_unused()
-        report_and_exit(e)
-    return objective(summary, cfg.optimized_metric)
+    check_metric_name(cfg.optimized_metric)
+    return objective(train(cfg), cfg.optimized_metric)
+
+
+main = command(run, "train")
 
 
 def cli() -> None:
-    """The command: a fresh run token for this command and the workers it starts, and
-    Hydra's composition errors (unknown option or key, wrong type) as one line."""
-    from vae_lab.hydra_errors import reported
-
-    os.environ[TOKEN_VAR] = secrets.token_hex(4)
+    """The command: `main`, with submitit's repeated sacct warnings said once."""
     explain_missing_accounting()
-    with reported():
-        main()
+    main()
 
 
 if __name__ == "__main__":

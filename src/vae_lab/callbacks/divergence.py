@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from vae_lab.errors import TrainingDiverged
+from vae_lab.cli.errors import TrainingDiverged
 
 
 def last_checkpoint(trainer: L.Trainer) -> str | None:

@@ -16,16 +16,21 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.classifier.store import DEFAULT_DIR
+from vae_lab.cli.entry import command
+from vae_lab.cli.errors import UserError
 from vae_lab.config import DataConfig, RuntimeConfig
-from vae_lab.errors import UserError, report_and_exit
-from vae_lab.train import CONFIG_DIR, discard_if_unused
+
+if TYPE_CHECKING:
+    import torch
+
+    from vae_lab.classifier.fit import FitResult
+    from vae_lab.classifier.net import FashionCNN
 
 log = logging.getLogger(__name__)
 
@@ -79,38 +84,16 @@ def run(cfg: DictConfig) -> Path:
     import torch
     from hydra.utils import instantiate
 
-    from vae_lab.classifier.fit import accuracy, fit
-    from vae_lab.classifier.net import FashionCNN
+    from vae_lab.classifier.fit import accuracy
     from vae_lab.classifier.store import save
-    from vae_lab.runtime import apply_runtime
+    from vae_lab.run.runtime import apply_runtime
 
     check(cfg)
     apply_runtime(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.load()
     (images, labels), val, test = (datamodule.splits[s] for s in ("train", "val", "test"))
-    arch = {
-        "input_shape": list(datamodule.input_shape),
-        "channels": list(cfg.channels),
-        "features": cfg.features,
-        "classes": int(labels.max()) + 1,
-        "dropout": cfg.dropout,
-    }
-    torch.manual_seed(cfg.seed)
-    net = FashionCNN(**arch)
-    log.info(f"training on {len(images)} images, {torch.get_num_threads()} threads")
-    result = fit(
-        net,
-        images,
-        labels,
-        cfg.epochs,
-        cfg.data.batch_size,
-        cfg.lr,
-        cfg.weight_decay,
-        cfg.flip,
-        cfg.seed,
-        on_epoch=lambda epoch, loss: log.info(f"epoch {epoch}: train loss {loss:.4f}"),
-    )
+    net, arch, result = _train(cfg, images, labels, list(datamodule.input_shape))
     start = time.perf_counter()
     measured = {"val_accuracy": accuracy(net, *val), "test_accuracy": accuracy(net, *test)}
     config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
@@ -138,21 +121,42 @@ def run(cfg: DictConfig) -> Path:
     return weights
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="classifier")
-def _main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except UserError as e:
-        discard_if_unused()
-        report_and_exit(e)
+def _train(
+    cfg: DictConfig, images: torch.Tensor, labels: torch.Tensor, input_shape: list[int]
+) -> tuple[FashionCNN, dict[str, Any], FitResult]:
+    """A new network as `cfg` describes, trained on the images: it, its architecture (what
+    the weights file records to rebuild it) and how the training went."""
+    import torch
+
+    from vae_lab.classifier.fit import fit
+    from vae_lab.classifier.net import FashionCNN
+
+    arch = {
+        "input_shape": input_shape,
+        "channels": list(cfg.channels),
+        "features": cfg.features,
+        "classes": int(labels.max()) + 1,
+        "dropout": cfg.dropout,
+    }
+    torch.manual_seed(cfg.seed)
+    net = FashionCNN(**arch)
+    log.info(f"training on {len(images)} images, {torch.get_num_threads()} threads")
+    result = fit(
+        net,
+        images,
+        labels,
+        cfg.epochs,
+        cfg.data.batch_size,
+        cfg.lr,
+        cfg.weight_decay,
+        cfg.flip,
+        cfg.seed,
+        on_epoch=lambda epoch, loss: log.info(f"epoch {epoch}: train loss {loss:.4f}"),
+    )
+    return net, arch, result
 
 
-def main() -> None:
-    """The command; Hydra's composition errors (unknown key, wrong type) as one line."""
-    from vae_lab.hydra_errors import reported
-
-    with reported():
-        _main()
+main = command(run, "classifier")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 
 from vae_lab.classifier.net import FashionCNN
-from vae_lab.errors import UserError, brief
+from vae_lab.cli.errors import UserError, brief
 
 DEFAULT_DIR = Path("outputs/classifier")  # what `make classifier` writes, from the project root
 STEM = "fashion_cnn"

@@ -7,10 +7,10 @@ from typing import Any, Literal
 import lightning as L
 import torch
 
+from vae_lab.cli.errors import UserError
 from vae_lab.data.batches import Batch, IndexBatches
 from vae_lab.data.files import locate
 from vae_lab.data.idx import IdxFormatError, read_idx
-from vae_lab.errors import UserError
 
 CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vae_lab.errors import UserError
+from vae_lab.cli.errors import UserError
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 SPLIT_FILES = {
@@ -82,7 +82,7 @@ def main() -> None:
     """`python -m vae_lab.data.files [DIR]`: download into DIR (default data/) and report."""
     import sys
 
-    from vae_lab.errors import report_and_exit
+    from vae_lab.cli.errors import report_and_exit
 
     cache_dir = sys.argv[1] if len(sys.argv) > 1 else "data"
     try:

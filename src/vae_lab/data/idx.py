@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from vae_lab.errors import UserError
+from vae_lab.cli.errors import UserError
 
 UBYTE = 0x08
 

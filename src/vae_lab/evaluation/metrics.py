@@ -8,7 +8,7 @@ of the 8-bit images, `bpd` of binarized ones.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -53,6 +53,55 @@ class SplitMetrics:
         return asdict(self)
 
 
+@dataclass
+class _Sums:
+    """Sums over the images evaluated so far, turned into per-image figures at the end."""
+
+    terms: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
+    bits: dict[str, float] = field(default_factory=dict)  # by name: bpd, bpd_8bit
+    kl_dims: torch.Tensor | None = None
+    means: list[torch.Tensor] = field(default_factory=list)  # posterior means, (B, D) each
+    images: int = 0
+
+    def add(
+        self,
+        terms: torch.Tensor,
+        bits: dict[str, torch.Tensor],
+        kl_per_dim: torch.Tensor | None,
+        means: torch.Tensor,
+    ) -> None:
+        """One batch: `terms` (4, B) are elbo, recon, kl and the IW log-likelihood."""
+        self.terms += terms.double().sum(dim=1).cpu()
+        for name, values in bits.items():
+            self.bits[name] = self.bits.get(name, 0.0) + float(values.double().sum())
+        if kl_per_dim is not None:
+            per_dim = kl_per_dim.double().sum(dim=0).cpu()
+            self.kl_dims = per_dim if self.kl_dims is None else self.kl_dims + per_dim
+        self.means.append(means.float().cpu())
+        self.images += terms.shape[1]
+
+    def metrics(self, k: int, not_applicable: dict[str, str]) -> SplitMetrics:
+        if self.images == 0:
+            raise ValueError("no images to evaluate")
+        n = self.images
+        elbo, recon, kl, iw_ll = (self.terms / n).tolist()
+        n_active, variances = active_units(torch.cat(self.means))
+        return SplitMetrics(
+            images=n,
+            k=k,
+            elbo=elbo,
+            recon=recon,
+            kl=kl,
+            iw_nll=-iw_ll,
+            bpd=self.bits["bpd"] / n if "bpd" in self.bits else None,
+            bpd_8bit=self.bits["bpd_8bit"] / n if "bpd_8bit" in self.bits else None,
+            not_applicable=not_applicable,
+            active_units=n_active,
+            kl_per_dim=None if self.kl_dims is None else (self.kl_dims / n).float().tolist(),
+            mean_variance_per_dim=variances.tolist(),
+        )
+
+
 @torch.no_grad()
 def evaluate(
     model: VAE,
@@ -71,10 +120,7 @@ def evaluate(
     """
     model = model.to(device).eval()
     dtype = next(model.parameters()).dtype
-    totals = torch.zeros(4, dtype=torch.float64)  # elbo, recon, kl, iw log-likelihood
-    kl_dims: torch.Tensor | None = None
-    bit_sums: dict[str, float] = {}
-    means, count = [], 0
+    sums = _Sums()
     for batch in batches:
         posterior = model.encode(batch)
         terms = model.elbo_terms(batch)
@@ -84,34 +130,12 @@ def evaluate(
         def bound(y: torch.Tensor, labels: torch.Tensor = batch.labels) -> torch.Tensor:
             return model.iw_log_likelihood((y, labels), k, decode_batch)
 
-        bits = bits_per_dim_of(model.likelihood, x, iw, bound, binarized)
-        for name, values in bits.items():
-            bit_sums[name] = bit_sums.get(name, 0.0) + float(values.double().sum())
-        stacked = torch.stack([terms.elbo, terms.recon, terms.kl, iw]).double()  # (4, B)
-        totals += stacked.sum(dim=1).cpu()
-        per_dim = model.prior.kl_per_dim(posterior)
-        if per_dim is not None:
-            per_dim = per_dim.double().sum(dim=0).cpu()
-            kl_dims = per_dim if kl_dims is None else kl_dims + per_dim
-        means.append(posterior.mean.float().cpu())
-        count += len(x)
+        sums.add(
+            torch.stack([terms.elbo, terms.recon, terms.kl, iw]),  # (4, B)
+            bits_per_dim_of(model.likelihood, x, iw, bound, binarized),
+            model.prior.kl_per_dim(posterior),
+            posterior.mean,
+        )
         if on_batch is not None:
-            on_batch(count)
-    if count == 0:
-        raise ValueError("no images to evaluate")
-    elbo, recon, kl, iw_ll = (totals / count).tolist()
-    n_active, variances = active_units(torch.cat(means))
-    return SplitMetrics(
-        images=count,
-        k=k,
-        elbo=elbo,
-        recon=recon,
-        kl=kl,
-        iw_nll=-iw_ll,
-        bpd=bit_sums["bpd"] / count if "bpd" in bit_sums else None,
-        bpd_8bit=bit_sums["bpd_8bit"] / count if "bpd_8bit" in bit_sums else None,
-        not_applicable=not_applicable(model.likelihood, binarized),
-        active_units=n_active,
-        kl_per_dim=None if kl_dims is None else (kl_dims / count).float().tolist(),
-        mean_variance_per_dim=variances.tolist(),
-    )
+            on_batch(sums.images)
+    return sums.metrics(k, not_applicable(model.likelihood, binarized))

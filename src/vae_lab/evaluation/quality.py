@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from vae_lab.classifier import store
 from vae_lab.classifier.net import Features
 from vae_lab.classifier.store import Stored
-from vae_lab.errors import UserError
+from vae_lab.cli.errors import UserError
 from vae_lab.evaluation.fid import FeatureDistances, reference_points
 from vae_lab.models.vae import VAE
 

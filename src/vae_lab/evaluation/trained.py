@@ -10,12 +10,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab import checkpoints
-from vae_lab.checkpoint_job import SPLITS
+from vae_lab.cli.checkpoint_job import SPLITS
+from vae_lab.cli.errors import UserError, brief
 from vae_lab.config import DataConfig
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
-from vae_lab.errors import UserError, brief
 from vae_lab.models.vae import VAE
+from vae_lab.run import checkpoints
 
 
 @dataclass

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from vae_lab.errors import UserError
+from vae_lab.cli.errors import UserError
 from vae_lab.models.compat import check_model_config
 from vae_lab.models.vae import VAE
 

@@ -18,8 +18,8 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
+from vae_lab.cli.errors import UserError
 from vae_lab.config import MODEL_GROUPS
-from vae_lab.errors import UserError
 
 
 def _class_of(node: Any) -> type | None:

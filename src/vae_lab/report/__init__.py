@@ -13,7 +13,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from vae_lab.errors import UserError, report_and_exit
+from vae_lab.cli.errors import UserError, report_and_exit
 from vae_lab.report.plots import plot_test_metrics
 from vae_lab.report.runs import Run, find_runs, read_run, swept_keys
 from vae_lab.report.table import markdown, metric_columns, rows, sort_runs, write_csv

@@ -19,8 +19,8 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig
 
+from vae_lab.cli.errors import UserError
 from vae_lab.config import MAX_SEED, check_eval
-from vae_lab.errors import UserError
 
 SPLITS = ("train", "val", "test")
 

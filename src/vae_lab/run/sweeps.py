@@ -21,7 +21,7 @@ from typing import Any
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
-from vae_lab.errors import TrainingDiverged, UserError
+from vae_lab.cli.errors import TrainingDiverged, UserError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def record_failure(run_dir: Path, job: str, error: Exception) -> JobFailed:
         message = f"{type(error).__name__}: {message}"
         log.exception("job %s crashed", job)  # the traceback goes to the job's train.log
     if not isinstance(error, (JobFailed, TrainingDiverged)):  # these wrote their own
-        # Written here rather than with vae_lab.outputs, which imports Lightning: a job that
+        # Written here rather than with vae_lab.run.outputs, which imports Lightning: a job that
         # fails its value check should not pay seconds of imports to say so.
         run_dir.mkdir(parents=True, exist_ok=True)
         failed = {"status": "failed", "error": message, "run_dir": str(run_dir)}

@@ -7,7 +7,7 @@
 - A requeued job continues its run: SLURM restarts a requeued job (preemption, a time
   limit with `max_num_timeout`, node failure, `scontrol requeue`) with the same command,
   so the same run directory, and `SLURM_RESTART_COUNT` > 0; the run then resumes from its
-  own `checkpoints/last.ckpt` (`vae_lab.resume`) instead of starting over.
+  own `checkpoints/last.ckpt` (`vae_lab.run.resume`) instead of starting over.
 - One line instead of a warning per poll: submitit asks `sacct` for the jobs' states; on
   a cluster without job accounting (no slurmdbd) sacct fails and submitit says so every
   time it polls.
@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.errors import UserError
+from vae_lab.cli.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def resume_if_requeued(cfg: DictConfig) -> None:
     restarts = int(os.environ.get(RESTART_VAR) or 0)
     if restarts == 0 or cfg.get("ckpt_path"):
         return
-    from vae_lab.checkpoints import LAST
+    from vae_lab.run.checkpoints import LAST
 
     last = Path(cfg.paths.output_dir) / LAST
     if not last.is_file():

@@ -3,7 +3,7 @@
 A checkpoint is data from elsewhere, and so is the config it carries. Rebuilding a model
 from it goes through Hydra's `instantiate`, which calls whatever a `_target_` names with
 whatever arguments sit beside it, and recurses into every nested dict and list:
-`shutil.copyfile`, `pathlib.Path.touch`, or `vae_lab.train.shutil.rmtree` (a function
+`shutil.copyfile`, `pathlib.Path.touch`, or `vae_lab.cli.entry.shutil.rmtree` (a function
 reached through a module of ours) would each run. So `check` walks the whole saved config,
 every dict and list at any depth, and refuses it unless every `_target_` names a class
 
@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-from vae_lab.errors import UserError
+from vae_lab.cli.errors import UserError
 
 PACKAGES = ("vae_lab", "torch.optim", "lightning.pytorch")
 
@@ -81,7 +81,7 @@ def _locate(target: str) -> Any:
     obj: Any = importlib.import_module(package)  # what Hydra reaches by attribute lookup
     for i, part in enumerate(parts[start:], start=start + 1):
         if isinstance(obj, ModuleType) and _package_of(obj.__name__) is None:
-            return None  # a module reached through ours (`vae_lab.train.shutil`)
+            return None  # a module reached through ours (`vae_lab.cli.entry.shutil`)
         if hasattr(obj, part):
             obj = getattr(obj, part)
         elif isinstance(obj, ModuleType):

@@ -28,10 +28,10 @@ from hydra.errors import (
 )
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from vae_lab.errors import UserError, brief, from_os_error, report_and_exit
+from vae_lab.cli.errors import UserError, brief, from_os_error, report_and_exit
 
 _HYDRA_DIR = Path(hydra.__file__).resolve().parent
-_OUR_DIR = Path(__file__).resolve().parent
+_OUR_DIR = Path(__file__).resolve().parents[1]  # the vae_lab package
 
 
 def _in_hydra_startup(error: BaseException) -> bool:

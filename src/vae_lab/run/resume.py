@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vae_lab import checkpoints
+from vae_lab.cli.errors import UserError, brief
 from vae_lab.config import MODEL_GROUPS
-from vae_lab.errors import UserError, brief
+from vae_lab.run import checkpoints
 
 # What a run trains: these must match between a checkpoint and the command resuming it
 # (every group of the model: module, networks, likelihood, prior, objective, KL schedule,

@@ -7,7 +7,8 @@ tensors, numbers, strings and containers only. A file that carries pickled Pytho
 is one `UserError` saying what it is not. `load` is the one way in for every command that
 reads a checkpoint (evaluate, sample, train with ckpt_path), and it refuses a checkpoint
 whose saved config names anything but vae_lab's own kinds of class (`allowed_targets`)
-before anything of it is used.
+before anything of it is used. A config saved before a module of vae_lab moved is read
+under today's names (`moved`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab import allowed_targets
-from vae_lab.errors import UserError, brief
+from vae_lab.cli.errors import UserError, brief
 from vae_lab.models.vae import VAE
+from vae_lab.run import allowed_targets, moved
 
 LAST = Path("checkpoints") / "last.ckpt"
 FIX = "pass a .ckpt written by `python -m vae_lab.train` (or its run directory)"
@@ -132,6 +133,7 @@ def load(path: str | Path) -> dict[str, Any]:
             f"{p} is a damaged vae_lab checkpoint: its state_dict or input_shape is missing "
             f"or malformed; {FIX}"
         )
+    hparams = ckpt["hyper_parameters"] = moved.renamed(hparams)  # written before a move
     allowed_targets.check(hparams)  # before anything of it is built or compared
     saved_config(ckpt)  # a config OmegaConf cannot take is refused here, not later
     return cast(dict[str, Any], ckpt)

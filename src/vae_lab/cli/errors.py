@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from typing import NoReturn
 
 USER_ERROR_EXIT = 2
 DIVERGED_EXIT = 3
@@ -66,7 +67,7 @@ def from_os_error(error: OSError) -> UserError | None:
     return UserError(f"cannot write{where}: {error.strerror}; {fix}")
 
 
-def report_and_exit(error: UserError) -> None:
+def report_and_exit(error: UserError) -> NoReturn:
     """Print `error` as a single `error: ...` line on stderr and exit with its status."""
     message = " ".join(str(error).split())  # one line, whatever the message held
     print(f"error: {message}", file=sys.stderr, flush=True)

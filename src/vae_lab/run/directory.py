@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vae_lab.errors import UserError
+from vae_lab.cli.errors import UserError
 
 LOCK_NAME = ".lock"
 
