@@ -13,8 +13,10 @@ decoded, recorded from its calls: the bound's chunks of `eval.decode_batch` rows
 device's default; or each `--decode-batch` given), the ELBO's pass, and the dequantized
 bound's where bits per dim need one. The two alternate `--repeats` times. It prints and
 stores (key `iw_eval` of `--out`, merged into what is there) the median seconds of each,
-their ratio and the bound itself, per chunk size. The model is built from the real config
-with its initial weights: the cost of a pass does not depend on the values of the weights.
+their ratio and the bound itself, per chunk size; `ratio_cpu` is the same ratio of CPU
+seconds, which other work on a shared machine does not move (read it at `--threads 1`).
+The model is built from the real config with its initial weights: the cost of a pass does
+not depend on the values of the weights.
 """
 
 from __future__ import annotations
@@ -57,18 +59,18 @@ def decoder_calls(model: VAE) -> tuple[list[torch.Size], Callable[[], None]]:
 
 
 @torch.no_grad()
-def decoder_alone(decoder: torch.nn.Module, shapes: list[torch.Size]) -> float:
-    """Seconds of the decoder's passes on latent batches of exactly these shapes."""
+def decoder_alone(decoder: torch.nn.Module, shapes: list[torch.Size]) -> tuple[float, float]:
+    """Wall and CPU seconds of the decoder's passes on latent batches of these shapes."""
     device = next(decoder.parameters()).device
-    seconds = 0.0
+    wall = cpu = 0.0
     for shape in shapes:
         z = torch.randn(shape, device=device)
         _sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         decoder(z)
         _sync(device)
-        seconds += time.perf_counter() - t
-    return seconds
+        wall, cpu = wall + time.perf_counter() - t, cpu + time.process_time() - c
+    return wall, cpu
 
 
 def _measure(
@@ -80,29 +82,39 @@ def _measure(
 ) -> dict[str, object]:
     """evaluate and the decoder alone, alternated `--repeats` times at one chunk size."""
     device = images.device
-    full, alone, bounds = [], [], []
+    full, alone, full_cpu, alone_cpu, bounds = [], [], [], [], []
     shapes, stop_recording = decoder_calls(model)
     for repeat in range(args.repeats):
         torch.manual_seed(0)
         batches = IndexBatches(images, labels, batch_size=args.batch, shuffle=False)
         _sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         result = evaluate(model, batches, args.k, decode_batch, device)
         _sync(device)
         full.append(time.perf_counter() - t)
+        full_cpu.append(time.process_time() - c)
         bounds.append(result.iw_nll)
         if repeat == 0:
             stop_recording()  # every call evaluate made, the ELBO's and bits' included
-        alone.append(decoder_alone(model.decoder, shapes))
+        wall, cpu = decoder_alone(model.decoder, shapes)
+        alone.append(wall)
+        alone_cpu.append(cpu)
     assert all(math.isfinite(b) for b in bounds)
     ratios = [f / a for f, a in zip(full, alone, strict=True)]
+    cpu_ratios = [f / a for f, a in zip(full_cpu, alone_cpu, strict=True)]
     return {
         "decode_batch": decode_batch,
         "evaluate_s": statistics.median(full),
         "decoder_alone_s": statistics.median(alone),
         "ratio": statistics.median(ratios),
         "iw_nll_seed0": bounds[0],
-        "runs": {"evaluate_s": full, "decoder_alone_s": alone},
+        "ratio_cpu": statistics.median(cpu_ratios),
+        "runs": {
+            "evaluate_s": full,
+            "decoder_alone_s": alone,
+            "evaluate_cpu_s": full_cpu,
+            "decoder_alone_cpu_s": alone_cpu,
+        },
     }
 
 

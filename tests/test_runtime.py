@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import ComposeFn
+from tests.conftest import ComposeFn, tiny_overrides
+from vae_lab.cli.errors import UserError
+from vae_lab.config import validate
 from vae_lab.run.runtime import NVML_CHECK_VAR, stop_nvml_polling
 from vae_lab.train import train
 
@@ -32,3 +37,32 @@ def test_a_cpu_training_run_turns_it_off(
     monkeypatch.setenv(NVML_CHECK_VAR, "1")  # as `import lightning` leaves it; restored after
     train(compose_cfg("trainer.max_epochs=1", "eval.k=0"))
     assert os.environ[NVML_CHECK_VAR] == "0"
+
+
+@pytest.mark.parametrize(
+    ("policy", "spin_count"),
+    [("null", "300000"), ("passive", "0")],  # OpenMP's default spin; no spin at all
+)
+def test_the_wait_policy_reaches_openmp_before_torch_loads(
+    tiny_data: Path, tmp_path: Path, policy: str, spin_count: str
+) -> None:
+    # OMP_DISPLAY_ENV makes the OpenMP runtime print the settings it read when it loaded
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))}
+    env["OMP_DISPLAY_ENV"] = "VERBOSE"
+    args = [*tiny_overrides(tiny_data, tmp_path / "run"), "trainer.max_epochs=1", "eval.k=0"]
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_lab.train", *args, f"runtime.wait_policy={policy}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"GOMP_SPINCOUNT = '{spin_count}'" in result.stderr
+    assert "comes too late" not in result.stderr + result.stdout
+
+
+def test_a_wait_policy_that_is_not_one_is_refused(compose_cfg: ComposeFn) -> None:
+    with pytest.raises(UserError, match=r"runtime\.wait_policy must be passive, active or null"):
+        validate(compose_cfg("runtime.wait_policy=sleepy"))

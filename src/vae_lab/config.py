@@ -121,6 +121,7 @@ class RuntimeConfig:
     float32_matmul_precision: Optional[str] = None  # noqa: UP045
     compile: bool = False
     channels_last: bool = False
+    wait_policy: Optional[str] = None  # noqa: UP045
 
 
 @dataclass
@@ -268,6 +269,10 @@ def validate(cfg: DictConfig) -> None:
     threads = cfg.runtime.num_threads
     if threads is not None and threads < 1:
         raise UserError(f"runtime.num_threads must be a positive integer or null, got {threads}")
+    if cfg.runtime.wait_policy not in (None, "passive", "active"):
+        raise UserError(
+            f"runtime.wait_policy must be passive, active or null, got {cfg.runtime.wait_policy!r}"
+        )
     precision = cfg.runtime.float32_matmul_precision
     if precision not in (None, "highest", "high", "medium"):
         raise UserError(

@@ -4,3 +4,7 @@
 `outputs/classifier/` (vae_lab.classifier.store); `python -m vae_lab.evaluate eval.fid=true`
 finds it there.
 """
+
+from pathlib import Path
+
+DEFAULT_DIR = Path("outputs/classifier")  # what `make classifier` writes, from the project root

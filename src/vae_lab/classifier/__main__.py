@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.classifier.store import DEFAULT_DIR
+from vae_lab.classifier import DEFAULT_DIR
 from vae_lab.cli.entry import command
 from vae_lab.cli.errors import UserError
 from vae_lab.config import DataConfig, RuntimeConfig

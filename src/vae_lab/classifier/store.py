@@ -17,10 +17,10 @@ from typing import Any, NamedTuple
 
 import torch
 
+from vae_lab.classifier import DEFAULT_DIR
 from vae_lab.classifier.net import FashionCNN
 from vae_lab.cli.errors import UserError, brief
 
-DEFAULT_DIR = Path("outputs/classifier")  # what `make classifier` writes, from the project root
 STEM = "fashion_cnn"
 HASH_CHARS = 12
 HOW_TO_MAKE = (

@@ -1,12 +1,44 @@
-"""Process-wide torch settings: `cfg.runtime`, and one environment fix for CPU runs."""
+"""Process-wide torch settings: `cfg.runtime`, and two environment fixes for CPU runs."""
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 from omegaconf import DictConfig
 
 NVML_CHECK_VAR = "PYTORCH_NVML_BASED_CUDA_CHECK"
+WAIT_POLICY_VAR = "OMP_WAIT_POLICY"
+
+
+def apply_wait_policy(policy: str | None) -> None:
+    """`runtime.wait_policy`: how torch's CPU threads wait, as OMP_WAIT_POLICY.
+
+    torch's intra-op threads are OpenMP threads, one per core by default, and by default
+    they spin for a while at every barrier. Alone on its cores that is fastest. When other
+    work shares the cores (a second run, a test suite), a spinning thread burns the time
+    slice of the thread it waits for, and every parallel op stalls. Measured with
+    benchmarks/side_by_side.py on 2 cores (docs/performance.md, "Two runs on one machine"):
+    with a second, identical run beside it, a run spinning took 3.1x as long per epoch as
+    it did alone on the one core left to it; waiting passively, 1.3x; alone on both cores,
+    passive waits cost it 13%. null leaves the environment as it is.
+
+    The OpenMP runtime reads the variable once, when torch loads, so this acts only in a
+    process that has not imported torch yet (the commands call it first thing).
+    """
+    if policy is None:
+        return
+    if "torch" in sys.modules and os.environ.get(WAIT_POLICY_VAR, "").upper() != policy.upper():
+        logging.getLogger(__name__).warning(
+            "runtime.wait_policy=%s comes too late in this process (torch is loaded); "
+            "set %s=%s in the environment instead",
+            policy,
+            WAIT_POLICY_VAR,
+            policy.upper(),
+        )
+        return
+    os.environ[WAIT_POLICY_VAR] = policy.upper()
 
 
 def apply_runtime(cfg: DictConfig) -> None:
