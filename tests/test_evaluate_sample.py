@@ -213,6 +213,7 @@ EVALUATE_BAD = [
     ("eval.split=training", "eval.split must be one of train, val, test, got 'training'"),
     ("seed=-1", "seed must be between 0 and 4294967295, got -1"),
     ("device=tpu", "device=tpu is not a torch device"),
+    ("runtime.num_threads=1", "unknown key runtime; `python -m vae_lab.evaluate --cfg job` lists"),
 ]
 
 # the same for `python -m vae_lab.sample`; {tmp} is the test's directory. The run's test set
@@ -236,6 +237,7 @@ SAMPLE_BAD = [
     ("sample.out={tmp}/a_file/s.png", "cannot write sample.out={tmp}/a_file/s.png: {tmp}/a_file"),
     ("sample.out={tmp}/d.png", "sample.out={tmp}/d.png is a directory"),
     ("sample.out=/proc/vae_lab/s.png", "cannot write sample.out=/proc/vae_lab/s.png"),
+    ("zzz=1", "unknown key zzz; `python -m vae_lab.sample --cfg job` lists every key"),
 ]
 
 

@@ -76,7 +76,7 @@ def command(run: Callable[[DictConfig], Any], config_name: str) -> Callable[[], 
         from vae_lab.cli.hydra_errors import reported
 
         os.environ[TOKEN_VAR] = secrets.token_hex(4)  # this command's, and its workers'
-        with reported():
+        with reported(config_name):
             task()
 
     main.__doc__ = f"`configs/{config_name}.yaml`'s command: {run.__doc__ or run.__name__}"

@@ -57,14 +57,16 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _unknown_key(full_key: str, key: str, parent: Any) -> UserError:
+def _unknown_key(full_key: str, key: str, parent: Any, command: str) -> UserError:
     """Name the key, and the nearest key of the node it was meant for if there is one."""
     keys = [str(k) for k in parent] if isinstance(parent, Mapping) else []  # a DictConfig too
     close = difflib.get_close_matches(key, keys, n=1)
     if close:
         prefix = full_key[: len(full_key) - len(key)]
         return UserError(f"unknown key {full_key}; did you mean {prefix}{close[0]}?")
-    return UserError(f"unknown key {full_key}; `python -m vae_lab.train --cfg job` lists every key")
+    return UserError(
+        f"unknown key {full_key}; `python -m vae_lab.{command} --cfg job` lists every key"
+    )
 
 
 def _missing_config(error: MissingConfigException) -> UserError:
@@ -86,8 +88,9 @@ def _user_error_inside(error: BaseException) -> UserError | None:
     return None
 
 
-def from_hydra_error(error: BaseException) -> UserError | None:
-    """A one-line UserError for a composition error of Hydra or OmegaConf, else None."""
+def from_hydra_error(error: BaseException, command: str = "train") -> UserError | None:
+    """A one-line UserError for a composition error of Hydra or OmegaConf, else None.
+    `command`: the module under vae_lab whose config it is, named in the hints."""
     raised = _user_error_inside(error) if isinstance(error, OmegaConfBaseException) else None
     if raised is not None:  # e.g. ${slurm_gpus:...} refusing trainer.devices=auto
         return raised
@@ -103,7 +106,8 @@ def from_hydra_error(error: BaseException) -> UserError | None:
         cause, (ConfigKeyError, ConfigAttributeError)
     ):  # a key that the node does not have
         key = str(getattr(cause, "key", None) or "")
-        return _unknown_key(cause.full_key or key, key, getattr(cause, "parent_node", None))
+        parent = getattr(cause, "parent_node", None)
+        return _unknown_key(cause.full_key or key, key, parent, command)
     if isinstance(cause, OmegaConfBaseException):  # a wrong type, a missing value, ...
         where = getattr(cause, "full_key", None)
         prefix = f"bad value for {where}: " if where else "bad config: "
@@ -114,15 +118,16 @@ def from_hydra_error(error: BaseException) -> UserError | None:
 
 
 @contextmanager
-def reported() -> Iterator[None]:
+def reported(command: str = "train") -> Iterator[None]:
     """Run Hydra's entry point, turning its composition errors (and a run directory it
-    cannot create) into one line and exit status 2; anything else propagates unchanged."""
+    cannot create) into one line and exit status 2; anything else propagates unchanged.
+    `command`: `python -m vae_lab.<command>`, named in the hints."""
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         yield
     except (HydraException, OmegaConfBaseException, OSError) as e:
-        user_error = from_hydra_error(e)
+        user_error = from_hydra_error(e, command)
         if user_error is None and isinstance(e, OSError):
             user_error = _startup_os_error(e) if _in_hydra_startup(e) else from_os_error(e)
         if user_error is None and isinstance(e, CompactHydraException):
