@@ -57,9 +57,10 @@ format: install ## apply ruff's fixes and formatting
 tensorboard: install ## serve TensorBoard for every run under outputs/, on localhost only
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1
 
-bench: install data ## epoch time against a plain PyTorch loop, and the IW bound against the decoder alone; writes outputs/bench.json
+bench: install data ## epoch time against a plain PyTorch loop, the IW bound against the decoder alone, two runs side by side; writes outputs/bench.json
 	$(PY) benchmarks/epoch_time.py --out outputs/bench.json
 	$(PY) benchmarks/iw_eval.py --out outputs/bench.json
+	$(PY) benchmarks/side_by_side.py --out outputs/bench.json
 
 slurm: ## start a private single-node SLURM here (root; installs Debian's slurm and munge): scripts/slurm.sh
 	$(SUDO) scripts/slurm.sh up
