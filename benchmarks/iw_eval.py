@@ -22,7 +22,6 @@ not depend on the values of the weights.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
@@ -30,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from bench_json import store
 from hydra import compose, initialize_config_dir
 
 from vae_lab.cli.entry import CONFIG_DIR
@@ -158,11 +158,7 @@ def main() -> None:
         **rows[0],
         "by_decode_batch": rows,
     }
-    print(json.dumps(figures, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    merged = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    merged["iw_eval"] = figures
-    args.out.write_text(json.dumps(merged, indent=2) + "\n")
+    store(args.out, "iw_eval", figures)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench_json import store
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = ["experiment=published_nll"]
 QUIET = [
@@ -120,11 +122,7 @@ def main() -> None:
         "beside_pinned_over_alone_half": pinned[0] / alone_half,
         "beside_default_over_alone_half": default[0] / alone_half,
     }
-    print(json.dumps(figures, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    merged = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    merged["side_by_side"] = figures
-    args.out.write_text(json.dumps(merged, indent=2) + "\n")
+    store(args.out, "side_by_side", figures)
 
 
 if __name__ == "__main__":
