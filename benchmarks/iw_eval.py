@@ -47,27 +47,30 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def decoder_calls(model: VAE) -> tuple[list[torch.Size], Callable[[], None]]:
-    """Record the shape of every latent batch the decoder is called on; returns the list
-    and the function that stops recording."""
-    shapes: list[torch.Size] = []
+Shapes = list[tuple[torch.Size, ...]]
+
+
+def decoder_calls(model: VAE) -> tuple[Shapes, Callable[[], None]]:
+    """Record the shapes of the inputs of every decoder call (z, and the condition of a
+    conditional model); returns the list and the function that stops recording."""
+    shapes: Shapes = []
 
     def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        shapes.append(inputs[0].shape)
+        shapes.append(tuple(t.shape for t in inputs))
 
     return shapes, model.decoder.register_forward_pre_hook(record).remove
 
 
 @torch.no_grad()
-def decoder_alone(decoder: torch.nn.Module, shapes: list[torch.Size]) -> tuple[float, float]:
-    """Wall and CPU seconds of the decoder's passes on latent batches of these shapes."""
+def decoder_alone(decoder: torch.nn.Module, shapes: Shapes) -> tuple[float, float]:
+    """Wall and CPU seconds of the decoder's passes on inputs of these shapes."""
     device = next(decoder.parameters()).device
     wall = cpu = 0.0
-    for shape in shapes:
-        z = torch.randn(shape, device=device)
+    for call in shapes:
+        inputs = [torch.randn(shape, device=device) for shape in call]
         _sync(device)
         t, c = time.perf_counter(), time.process_time()
-        decoder(z)
+        decoder(*inputs)
         _sync(device)
         wall, cpu = wall + time.perf_counter() - t, cpu + time.process_time() - c
     return wall, cpu

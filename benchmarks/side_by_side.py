@@ -9,8 +9,7 @@ with an EpochTimer) in four set-ups on this machine's cores (the ones this proce
 - `alone_all`: A alone with every core (torch's default: one thread per core);
 - `alone_half`: A alone, pinned to the first half of the cores;
 - `beside_pinned`: A on the first half and B, the same run, on the other half, started
-  together: each with the cores it was given (`taskset -c`, or `runtime.num_threads` plus the
-  operating system's scheduler);
+  together: each with the cores it was given (as `taskset -c` gives them);
 - `beside_default`: A and B together, neither pinned: each starts a thread per core, so
   together they ask for twice the cores there are.
 
@@ -20,7 +19,9 @@ it does alone on the half left to it: the figures to read are `beside_pinned / a
 and `beside_default / alone_half` (1.0: B costs A nothing beyond the cores B took; above
 1.0, the two runs get in each other's way). The first epoch of each run is a warm-up and
 not counted; the median of the rest is reported. Key `side_by_side` of `--out`, merged
-into what is there; the environment (OMP_WAIT_POLICY, say) passes to the runs.
+into what is there. The environment passes to the runs, and an OMP_WAIT_POLICY set there
+wins over the recipe's `runtime.wait_policy: passive`; or pass `runtime.wait_policy=null`
+for OpenMP's default (spin, then sleep).
 """
 
 from __future__ import annotations
@@ -85,6 +86,17 @@ def together(
     return [seconds_per_epoch(d, p) for d, p in zip(dirs, procs, strict=True)]
 
 
+def _wait_policy(overrides: Sequence[str]) -> str | None:
+    """runtime.wait_policy as these overrides compose it (the train config's rules)."""
+    from hydra import compose, initialize_config_dir
+
+    from vae_lab.cli.entry import CONFIG_DIR
+
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose("train", overrides=[o for o in overrides if not o.startswith("+")])
+    return cfg.runtime.wait_policy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=3, help="per run; the first is warm-up")
@@ -118,7 +130,8 @@ def main() -> None:
             "beside_pinned": pinned,
             "beside_default": default,
         },
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        # what the runs' OpenMP read: the environment's, else the config's (None: OpenMP's own)
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or _wait_policy(overrides),
         "beside_pinned_over_alone_half": pinned[0] / alone_half,
         "beside_default_over_alone_half": default[0] / alone_half,
     }

@@ -170,3 +170,24 @@ def test_the_bound_under_bf16_autocast_is_the_fp32_bound(compose_cfg: ComposeFn)
         mixed = model.iw_log_likelihood((x, None), 50)
     assert -600 < float(full.mean()) < -200
     assert mixed.dtype == torch.float32 and (mixed - full).abs().max() < 0.05
+
+
+def test_evaluate_decodes_in_the_devices_chunks_not_the_saved_ones(compose_cfg: ComposeFn) -> None:
+    # a run trained before eval.decode_batch could be null saved 20,000 rows per call
+    model = build_vae(compose_cfg("latent_dim=2", "eval.decode_batch=20000"), (1, 28, 28))
+    assert model.iw_decode_batch == 20_000
+    rows: list[int] = []  # latent codes per decoder call
+
+    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        rows.append(inputs[0][..., 0].numel())
+
+    model.decoder.register_forward_pre_hook(count)
+    images = torch.zeros(100, 1, 28, 28, dtype=torch.uint8)
+    batches = IndexBatches(images, torch.zeros(100, dtype=torch.long), 100, shuffle=False)
+    evaluate(model, batches, k=100)  # 100 x 100 rows: one call of 10,000 at the saved size
+    # on a CPU: 4096 // 100 = 40 samples of the 100 images per call, then 40, then 20
+    assert max(rows) == 4000
+    assert sum(rows) == 100 * 100 + 100  # the bound's rows, and the ELBO's one sample each
+    rows.clear()
+    evaluate(model, batches, k=100, decode_batch=10_000)  # a size asked for is honoured
+    assert max(rows) == 10_000

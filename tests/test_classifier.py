@@ -72,6 +72,7 @@ def test_a_missing_or_changed_classifier_is_one_clear_error(
         ("epochs=0", "epochs must be a positive integer"),
         ("lr=-1", "lr must be a positive number"),
         ("data.binarize=dynamic", "the classifier is trained on the 8-bit images"),
+        ("runtime.wait_policy=sleepy", "runtime.wait_policy must be passive, active or null"),
     ],
 )
 def test_bad_values_stop_before_training(

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.conftest import compose_tiny, run_cli, tiny_overrides
 from vae_lab.train import train
 
-WARMUP, PATIENCE = 2, 3
+WARMUP, PATIENCE = 2, 5  # the count runs for 4 epochs before the stop: time to kill it
 SHORT_RECIPE = (
     "experiment=published_nll",
     "data.val_size=50",
@@ -59,7 +59,8 @@ def _kill_when_counting(args: list[str], cwd: Path, last: Path) -> dict[str, Any
             if last.exists() and _early_stopping_state(torch.load(last))["wait_count"] >= 1:
                 break  # last.ckpt is written by rename: whole whenever it exists
             time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, log_path.read_text()
     return torch.load(last)

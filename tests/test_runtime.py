@@ -40,15 +40,21 @@ def test_a_cpu_training_run_turns_it_off(
 
 
 @pytest.mark.parametrize(
-    ("policy", "spin_count"),
-    [("null", "300000"), ("passive", "0")],  # OpenMP's default spin; no spin at all
+    ("policy", "environment", "openmp_read"),
+    [
+        ("null", None, "GOMP_SPINCOUNT = '300000'"),  # OpenMP's default: spin, then sleep
+        ("passive", None, "GOMP_SPINCOUNT = '0'"),  # sleep at once
+        ("passive", "ACTIVE", "OMP_WAIT_POLICY = 'ACTIVE'"),  # the environment wins
+    ],
 )
 def test_the_wait_policy_reaches_openmp_before_torch_loads(
-    tiny_data: Path, tmp_path: Path, policy: str, spin_count: str
+    tiny_data: Path, tmp_path: Path, policy: str, environment: str | None, openmp_read: str
 ) -> None:
     # OMP_DISPLAY_ENV makes the OpenMP runtime print the settings it read when it loaded
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))}
     env["OMP_DISPLAY_ENV"] = "VERBOSE"
+    if environment is not None:
+        env["OMP_WAIT_POLICY"] = environment
     args = [*tiny_overrides(tiny_data, tmp_path / "run"), "trainer.max_epochs=1", "eval.k=0"]
     result = subprocess.run(
         [sys.executable, "-m", "vae_lab.train", *args, f"runtime.wait_policy={policy}"],
@@ -59,7 +65,7 @@ def test_the_wait_policy_reaches_openmp_before_torch_loads(
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert f"GOMP_SPINCOUNT = '{spin_count}'" in result.stderr
+    assert openmp_read in result.stderr
     assert "comes too late" not in result.stderr + result.stdout
 
 

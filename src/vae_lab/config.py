@@ -266,19 +266,24 @@ def validate(cfg: DictConfig) -> None:
             f"data.binarize must be one of {', '.join(BINARIZE_CHOICES)}, got {data.binarize!r}"
         )
     check_eval(cfg.eval)
-    threads = cfg.runtime.num_threads
+    check_runtime(cfg.runtime)
+    _check_trainer(cfg.trainer)
+
+
+def check_runtime(runtime: DictConfig) -> None:
+    """`runtime.*`, the process-wide settings (train and the classifier share them)."""
+    threads = runtime.num_threads
     if threads is not None and threads < 1:
         raise UserError(f"runtime.num_threads must be a positive integer or null, got {threads}")
-    if cfg.runtime.wait_policy not in (None, "passive", "active"):
+    if runtime.wait_policy not in (None, "passive", "active"):
         raise UserError(
-            f"runtime.wait_policy must be passive, active or null, got {cfg.runtime.wait_policy!r}"
+            f"runtime.wait_policy must be passive, active or null, got {runtime.wait_policy!r}"
         )
-    precision = cfg.runtime.float32_matmul_precision
+    precision = runtime.float32_matmul_precision
     if precision not in (None, "highest", "high", "medium"):
         raise UserError(
             f"runtime.float32_matmul_precision must be highest, high or medium, got {precision!r}"
         )
-    _check_trainer(cfg.trainer)
 
 
 def _check_trainer(trainer: DictConfig) -> None:

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from vae_lab.classifier import DEFAULT_DIR
 from vae_lab.cli.entry import command
 from vae_lab.cli.errors import UserError
-from vae_lab.config import DataConfig, RuntimeConfig
+from vae_lab.config import DataConfig, RuntimeConfig, check_runtime
 
 if TYPE_CHECKING:
     import torch
@@ -77,10 +77,15 @@ def check(cfg: DictConfig) -> None:
         )
     if cfg.data.batch_size < 1:
         raise UserError(f"data.batch_size must be a positive integer, got {cfg.data.batch_size}")
+    check_runtime(cfg.runtime)
 
 
 def run(cfg: DictConfig) -> Path:
     """Train, measure and save the classifier as `cfg` says; return the weights file."""
+    from vae_lab.run.runtime import apply_wait_policy
+
+    check(cfg)
+    apply_wait_policy(cfg.runtime.wait_policy)  # before torch loads
     import torch
     from hydra.utils import instantiate
 
@@ -88,7 +93,6 @@ def run(cfg: DictConfig) -> Path:
     from vae_lab.classifier.store import save
     from vae_lab.run.runtime import apply_runtime
 
-    check(cfg)
     apply_runtime(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.load()

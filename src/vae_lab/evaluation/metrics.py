@@ -14,7 +14,7 @@ import torch
 
 from vae_lab.data.batches import Batch
 from vae_lab.evaluation.bits import bits_per_dim_of, not_applicable
-from vae_lab.models.vae import VAE
+from vae_lab.models.vae import VAE, decode_rows
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016, Sec. 5.2
 
@@ -117,8 +117,11 @@ def evaluate(
     Batches are weighted by their size, so a short last batch counts for what it holds.
     `on_batch` is told the number of images done after each batch (progress reports).
     `binarized`: the model was trained on binarized pixels (then `bpd`, else `bpd_8bit`).
+    `decode_batch`: rows per decoder call; None: the device's default (`decode_rows`), not
+    the value the run saved (runs trained before it existed saved 20,000).
     """
     model = model.to(device).eval()
+    decode_batch = decode_batch or decode_rows(torch.device(device))
     dtype = next(model.parameters()).dtype
     sums = _Sums()
     for batch in batches:

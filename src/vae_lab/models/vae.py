@@ -67,9 +67,10 @@ def decode_rows(device: torch.device) -> int:
     """Rows the importance-weighted bound decodes per call when `eval.decode_batch` is null.
 
     On a CPU, a chunk whose decoder output stays in the cache (4096 rows x 784 logits,
-    12.5 MB) makes the likelihood's passes over it cheap: measured with
-    benchmarks/iw_eval.py (docs/iw_eval.md), 20,000 rows cost more per row in the decoder
-    and far more in the log-density. A GPU wants large calls.
+    12.8 MB) makes the likelihood's passes over it cheap: measured with
+    benchmarks/iw_eval.py (docs/performance.md, "The importance-weighted bound against
+    the decoder alone"), 20,000 rows cost more per row in the decoder and far more in the
+    log-density. A GPU wants large calls.
     """
     return CPU_DECODE_ROWS if device.type == "cpu" else GPU_DECODE_ROWS
 

@@ -20,16 +20,27 @@ def apply_wait_policy(policy: str | None) -> None:
     work shares the cores (a second run, a test suite), a spinning thread burns the time
     slice of the thread it waits for, and every parallel op stalls. Measured with
     benchmarks/side_by_side.py on 2 cores (docs/performance.md, "Two runs on one machine"):
-    with a second, identical run beside it, a run spinning took 3.1x as long per epoch as
-    it did alone on the one core left to it; waiting passively, 1.3x; alone on both cores,
-    passive waits cost it 13%. null leaves the environment as it is.
+    with a second, identical run beside it, a run whose threads spin (ACTIVE) took 3.1x as
+    long per epoch as it did alone on the one core left to it; waiting passively, 1.3x;
+    alone on both cores, passive waits cost it 13%. null leaves OpenMP's default (spin
+    300,000 times, then sleep).
 
-    The OpenMP runtime reads the variable once, when torch loads, so this acts only in a
-    process that has not imported torch yet (the commands call it first thing).
+    OMP_WAIT_POLICY set in the environment wins over the config. The OpenMP runtime reads
+    the variable once, when torch loads, so this acts only in a process that has not
+    imported torch yet: `train` and the classifier call it before they import torch.
     """
     if policy is None:
         return
-    if "torch" in sys.modules and os.environ.get(WAIT_POLICY_VAR, "").upper() != policy.upper():
+    if WAIT_POLICY_VAR in os.environ:
+        if os.environ[WAIT_POLICY_VAR].upper() != policy.upper():
+            logging.getLogger(__name__).info(
+                "%s=%s from the environment, not runtime.wait_policy=%s",
+                WAIT_POLICY_VAR,
+                os.environ[WAIT_POLICY_VAR],
+                policy,
+            )
+        return
+    if "torch" in sys.modules:
         logging.getLogger(__name__).warning(
             "runtime.wait_policy=%s comes too late in this process (torch is loaded); "
             "set %s=%s in the environment instead",
