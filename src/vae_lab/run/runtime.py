@@ -20,10 +20,10 @@ def apply_wait_policy(policy: str | None) -> None:
     work shares the cores (a second run, a test suite), a spinning thread burns the time
     slice of the thread it waits for, and every parallel op stalls. Measured with
     benchmarks/side_by_side.py on 2 cores (docs/performance.md, "Two runs on one machine"):
-    with a second, identical run beside it, a run whose threads spin (ACTIVE) took 3.1x as
-    long per epoch as it did alone on the one core left to it; waiting passively, 1.3x;
-    alone on both cores, passive waits cost it 13%. null leaves OpenMP's default (spin
-    300,000 times, then sleep).
+    with a second, identical run beside it, a run took 12.9x as long per epoch as it did
+    alone on the one core left to it with OpenMP's default waits (null: spin 300,000 times,
+    then sleep), 3.1x with ACTIVE (spin without end), 1.3x with passive waits; alone on
+    both cores, passive waits cost it 13-24%.
 
     OMP_WAIT_POLICY set in the environment wins over the config. The OpenMP runtime reads
     the variable once, when torch loads, so this acts only in a process that has not
