@@ -63,20 +63,22 @@ class SampleOptions:
 
 
 @dataclass
-class EvaluateConfig:
+class CheckpointJobConfig:
+    """The keys both commands have (checked by `_check_common`)."""
+
     ckpt_path: Optional[str] = None  # noqa: UP045
     device: str = "auto"
     seed: int = 0
     data: CheckpointDataConfig = field(default_factory=CheckpointDataConfig)
+
+
+@dataclass
+class EvaluateConfig(CheckpointJobConfig):
     eval: EvaluateOptions = field(default_factory=EvaluateOptions)
 
 
 @dataclass
-class SampleConfig:
-    ckpt_path: Optional[str] = None  # noqa: UP045
-    device: str = "auto"
-    seed: int = 0
-    data: CheckpointDataConfig = field(default_factory=CheckpointDataConfig)
+class SampleConfig(CheckpointJobConfig):
     sample: SampleOptions = field(default_factory=SampleOptions)
 
 
