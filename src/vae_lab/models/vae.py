@@ -59,18 +59,18 @@ PARTS = (
 )  # fmt: skip
 
 
-CPU_DECODE_ROWS = 4096
+CPU_DECODE_ROWS = 2048
 GPU_DECODE_ROWS = 20_000
 
 
 def decode_rows(device: torch.device) -> int:
     """Rows the importance-weighted bound decodes per call when `eval.decode_batch` is null.
 
-    On a CPU, a chunk whose decoder output stays in the cache (4096 rows x 784 logits,
-    12.8 MB) makes the likelihood's passes over it cheap: measured with
+    On a CPU, a chunk whose decoder output stays in the cache (2048 rows x 784 logits,
+    6.4 MB) makes the likelihood's passes over it cheap: measured with
     benchmarks/iw_eval.py (docs/performance.md, "The importance-weighted bound against
-    the decoder alone"), 20,000 rows cost more per row in the decoder and far more in the
-    log-density. A GPU wants large calls.
+    the decoder alone"), 4096 rows took 8-25% longer on one thread and 20,000 rows 40%
+    longer. A GPU wants large calls.
     """
     return CPU_DECODE_ROWS if device.type == "cpu" else GPU_DECODE_ROWS
 
