@@ -69,8 +69,8 @@ def decode_rows(device: torch.device) -> int:
     On a CPU, a chunk whose decoder output stays in the cache (2048 rows x 784 logits,
     6.4 MB) makes the likelihood's passes over it cheap: measured with
     benchmarks/iw_eval.py (docs/performance.md, "The importance-weighted bound against
-    the decoder alone"), 4096 rows took 8-25% longer on one thread and 20,000 rows 40%
-    longer. A GPU wants large calls.
+    the decoder alone"), 4096 rows took 8-27% longer in four of six runs and 20,000 rows
+    41% longer. A GPU wants large calls.
     """
     return CPU_DECODE_ROWS if device.type == "cpu" else GPU_DECODE_ROWS
 
