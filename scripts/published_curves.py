@@ -1,6 +1,6 @@
 """Plot the validation -ELBO of published-protocol runs from their TensorBoard event files.
 
-    python scripts/published_curves.py <N(0, I) run> <VampPrior run> [--test EPOCH NATS]
+    python scripts/published_curves.py <N(0, I) run> <VampPrior run> [--test ROW EPOCH NATS ...]
                                        [--out docs/published_nll/validation_elbo.png]
 
 Used for docs/published_nll/validation_elbo.png; the dotted lines are the published test
@@ -38,7 +38,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("standard_normal", type=Path)
     parser.add_argument("vampprior", type=Path)
-    parser.add_argument("--test", nargs=2, type=float, metavar=("EPOCH", "NATS"), default=None)
+    parser.add_argument(
+        "--test",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("ROW", "EPOCH", "NATS"),
+        help="a k = 5000 test figure: ROW 0 (N(0, I)) or 1 (VampPrior), its epoch, its nats",
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/published_nll/validation_elbo.png"))
     args = parser.parse_args()
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -54,16 +61,11 @@ def main() -> None:
             ls=":",
             label=f"published test NLL ({PUBLISHED[label]})",
         )
-    if args.test:
-        epoch, nats = args.test
+    for row, epoch, nats in args.test:
         ax.scatter(
-            [epoch],
-            [nats],
-            color="C0",
-            marker="x",
-            zorder=5,
-            label=f"test NLL, k = 5000, epoch {epoch:.0f} ({nats})",
-        )
+            [int(epoch)], [float(nats)], color=f"C{row}", marker="x", zorder=5,
+            label=f"test NLL, k = 5000, epoch {epoch} ({nats})",
+        )  # fmt: skip
     ax.axvline(100, color="grey", lw=0.8)
     ax.text(102, 238, "KL warm-up ends", fontsize=8, color="grey")
     ax.set(ylim=(226, 240), xlabel="epoch", ylabel="nats")
