@@ -18,19 +18,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-STEPS_PER_EPOCH = 500  # 50,000 training images, batch 100
 PUBLISHED = {"N(0, I) prior": 228.70, "VampPrior": 227.35}
 
 
 def val_nelbo(run: Path) -> dict[int, float]:
-    """-val/elbo by epoch, over every event file of the run (one per resume)."""
+    """-val/elbo by epoch, over every event file of the run (one per resume); the epoch is
+    the `epoch` scalar Lightning logs at the same step."""
     by_epoch: dict[int, float] = {}
     for path in sorted(run.glob("events.out.tfevents.*")):
         events = EventAccumulator(str(path), size_guidance={"scalars": 0})
         events.Reload()
         if "val/elbo" in events.Tags()["scalars"]:
+            epoch_at = {e.step: int(e.value) for e in events.Scalars("epoch")}
             for e in events.Scalars("val/elbo"):
-                by_epoch[(e.step + 1) // STEPS_PER_EPOCH - 1] = -e.value
+                by_epoch[epoch_at[e.step]] = -e.value
     return by_epoch
 
 
