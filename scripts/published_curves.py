@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 PUBLISHED = {"N(0, I) prior": 228.70, "VampPrior": 227.35}
@@ -67,8 +68,9 @@ def main() -> None:
             [int(epoch)], [float(nats)], color=f"C{row}", marker="x", zorder=5,
             label=f"test NLL, k = 5000, epoch {epoch} ({nats})",
         )  # fmt: skip
-    ax.axvline(100, color="grey", lw=0.8)
-    ax.text(102, 238, "KL warm-up ends", fontsize=8, color="grey")
+    warmup = OmegaConf.load(args.standard_normal / "config.yaml").kl_schedule.warmup_epochs
+    ax.axvline(warmup, color="grey", lw=0.8)
+    ax.text(warmup + 2, 238, "KL warm-up ends", fontsize=8, color="grey")
     ax.set(ylim=(226, 240), xlabel="epoch", ylabel="nats")
     ax.set_title("experiment=published_nll: validation -ELBO (one CPU thread each)")
     ax.legend(fontsize=7)
