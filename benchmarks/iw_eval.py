@@ -11,10 +11,14 @@ of those decoder passes. This times `vae_lab.evaluation.metrics.evaluate` (what
 real test images, and the decoder alone on latent batches of exactly the shapes evaluate
 decoded, recorded from its calls: the bound's chunks of `eval.decode_batch` rows (null: the
 device's default; or each `--decode-batch` given), the ELBO's pass, and the dequantized
-bound's where bits per dim need one. The two alternate `--repeats` times. It prints and
+bound's where bits per dim need one. The two alternate batch by batch (`_measure`), and
+the whole is done `--repeats` times. It prints and
 stores (key `iw_eval` of `--out`, merged into what is there) the median seconds of each,
 their ratio and the bound itself, per chunk size; `ratio_cpu` is the same ratio of CPU
-seconds, which other work on a shared machine does not move (read it at `--threads 1`).
+seconds, which other processes on the machine do not move (read it at `--threads 1`), and
+`ratio_inside` divides evaluate's seconds by those it spent inside its own decoder calls
+(timed by hooks), which a virtual machine's drift moves least: both are timed in the same
+seconds.
 The model is built from the real config with its initial weights: the cost of a pass does
 not depend on the values of the weights.
 """
@@ -25,7 +29,6 @@ import argparse
 import math
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -50,24 +53,41 @@ def _sync(device: torch.device) -> None:
 Shapes = list[tuple[torch.Size, ...]]
 
 
-def decoder_calls(model: VAE) -> tuple[Shapes, Callable[[], None]]:
-    """Record the shapes of the inputs of every decoder call (z, and the condition of a
-    conditional model); returns the list and the function that stops recording."""
-    shapes: Shapes = []
+class DecoderCalls:
+    """While open: the input shapes of every decoder call (z, and the condition of a
+    conditional model) and the seconds spent inside the calls."""
 
-    def record(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        shapes.append(tuple(t.shape for t in inputs))
+    def __init__(self, model: VAE) -> None:
+        self.shapes: Shapes = []
+        self.seconds = 0.0
+        self._device = next(model.parameters()).device
+        self._hooks = [
+            model.decoder.register_forward_pre_hook(self._enter),
+            model.decoder.register_forward_hook(self._leave),
+        ]
 
-    return shapes, model.decoder.register_forward_pre_hook(record).remove
+    def _enter(self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        self.shapes.append(tuple(t.shape for t in inputs))
+        _sync(self._device)
+        self._start = time.perf_counter()
+
+    def _leave(self, module: torch.nn.Module, inputs: object, output: object) -> None:
+        _sync(self._device)
+        self.seconds += time.perf_counter() - self._start
+
+    def close(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
 
 
 @torch.no_grad()
 def decoder_alone(decoder: torch.nn.Module, shapes: Shapes) -> tuple[float, float]:
     """Wall and CPU seconds of the decoder's passes on inputs of these shapes."""
     device = next(decoder.parameters()).device
+    draws = torch.Generator(device).manual_seed(1)  # not the global one evaluate draws from
     wall = cpu = 0.0
     for call in shapes:
-        inputs = [torch.randn(shape, device=device) for shape in call]
+        inputs = [torch.randn(shape, device=device, generator=draws) for shape in call]
         _sync(device)
         t, c = time.perf_counter(), time.process_time()
         decoder(*inputs)
@@ -83,28 +103,43 @@ def _measure(
     args: argparse.Namespace,
     decode_batch: int,
 ) -> dict[str, object]:
-    """evaluate and the decoder alone, alternated `--repeats` times at one chunk size."""
+    """evaluate and the decoder alone at one chunk size, `--repeats` times.
+
+    The two alternate batch by batch: evaluate on one batch of images, then the decoder
+    alone on the shapes that batch decoded. A shared virtual machine's speed drifts by
+    tens of percent over seconds (the same decoder loop, alone on an idle guest, ran at
+    28-40 ms a call from one second to the next), and pairing each batch's two timings a
+    second apart lets that drift hit both alike; timing all of evaluate, then all of the
+    decoder, put a 10-second gap between the two halves of a pair.
+    """
     device = images.device
-    full, alone, full_cpu, alone_cpu, bounds = [], [], [], [], []
-    shapes, stop_recording = decoder_calls(model)
-    for repeat in range(args.repeats):
+    full, alone, inside, full_cpu, alone_cpu, bounds = [], [], [], [], [], []
+    for _ in range(args.repeats):
         torch.manual_seed(0)
-        batches = IndexBatches(images, labels, batch_size=args.batch, shuffle=False)
-        _sync(device)
-        t, c = time.perf_counter(), time.process_time()
-        result = evaluate(model, batches, args.k, decode_batch, device)
-        _sync(device)
-        full.append(time.perf_counter() - t)
-        full_cpu.append(time.process_time() - c)
-        bounds.append(result.iw_nll)
-        if repeat == 0:
-            stop_recording()  # every call evaluate made, the ELBO's and bits' included
-        wall, cpu = decoder_alone(model.decoder, shapes)
-        alone.append(wall)
-        alone_cpu.append(cpu)
+        wall = cpu = wall_alone = cpu_alone = wall_inside = 0.0
+        nll = 0.0
+        for batch in IndexBatches(images, labels, batch_size=args.batch, shuffle=False):
+            calls = DecoderCalls(model)
+            _sync(device)
+            t, c = time.perf_counter(), time.process_time()
+            result = evaluate(model, [batch], args.k, decode_batch, device)
+            _sync(device)
+            wall, cpu = wall + time.perf_counter() - t, cpu + time.process_time() - c
+            calls.close()  # every call evaluate made, the ELBO's and bits' included
+            wall_inside += calls.seconds
+            nll += result.iw_nll * len(batch.images)
+            w, c_alone = decoder_alone(model.decoder, calls.shapes)
+            wall_alone, cpu_alone = wall_alone + w, cpu_alone + c_alone
+        full.append(wall)
+        full_cpu.append(cpu)
+        alone.append(wall_alone)
+        inside.append(wall_inside)
+        alone_cpu.append(cpu_alone)
+        bounds.append(nll / len(images))
     assert all(math.isfinite(b) for b in bounds)
     ratios = [f / a for f, a in zip(full, alone, strict=True)]
     cpu_ratios = [f / a for f, a in zip(full_cpu, alone_cpu, strict=True)]
+    inside_ratios = [f / i for f, i in zip(full, inside, strict=True)]
     return {
         "decode_batch": decode_batch,
         "evaluate_s": statistics.median(full),
@@ -112,9 +147,11 @@ def _measure(
         "ratio": statistics.median(ratios),
         "iw_nll_seed0": bounds[0],
         "ratio_cpu": statistics.median(cpu_ratios),
+        "ratio_inside": statistics.median(inside_ratios),
         "runs": {
             "evaluate_s": full,
             "decoder_alone_s": alone,
+            "decoder_inside_s": inside,
             "evaluate_cpu_s": full_cpu,
             "decoder_alone_cpu_s": alone_cpu,
         },

@@ -76,6 +76,16 @@ def test_with_the_exact_posterior_every_k_gives_log_p_x(x: torch.Tensor, k: int)
     torch.testing.assert_close(bound, log_evidence(x), atol=1e-4, rtol=1e-5)
 
 
+def test_scoring_in_slices_keeps_each_image_its_own_bound() -> None:
+    """61 images, k = 100: 33 draws a chunk (2048 rows), scored in slices of 15 images (the
+    last of one) on a CPU. Every image must still get its own log p(x)."""
+    torch.manual_seed(3)
+    z = torch.randn(61, 2)
+    x = (z @ W.T + B + SIGMA * torch.randn(61, 4)).reshape(61, 1, 2, 2)
+    bound = linear_gaussian_vae().iw_log_likelihood((x, None), 100, decode_batch=2048)
+    torch.testing.assert_close(bound, log_evidence(x), atol=1e-4, rtol=1e-5)
+
+
 def test_with_a_worse_posterior_the_bound_tightens_towards_log_p_x(x: torch.Tensor) -> None:
     torch.manual_seed(1)
     model, exact = linear_gaussian_vae(shift=0.3), log_evidence(x).mean()

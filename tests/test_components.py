@@ -6,12 +6,18 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.distributions import Independent, Normal
 
 from vae_lab.models.components.conv import ConvDecoder, ConvEncoder
 from vae_lab.models.components.gated_mlp import GatedMLPDecoder, GatedMLPEncoder
 from vae_lab.models.components.gaussian import diagonal_gaussian, log_variance
-from vae_lab.models.components.likelihoods import Bernoulli, Gaussian, GaussianLearnedSigma
+from vae_lab.models.components.likelihoods import (
+    Bernoulli,
+    Gaussian,
+    GaussianLearnedSigma,
+    sum_of_logs,
+)
 from vae_lab.models.components.mlp import MLPDecoder, MLPEncoder
 from vae_lab.models.components.prior import StandardNormalPrior
 
@@ -113,6 +119,49 @@ def test_bernoulli_min_prob_caps_each_pixel_cost() -> None:
     cost = -Bernoulli(min_prob=1e-5).log_prob(x, logits)
     torch.testing.assert_close(cost, torch.tensor([-math.log(1e-5) - math.log(1 - 1e-5)]))
     assert Bernoulli(min_prob=1e-5).mean(logits).min().item() == pytest.approx(1e-5)
+
+
+def test_bernoulli_log_prob_at_extreme_logits_matches_torch_cross_entropy() -> None:
+    """Logits from 0 to +-1000 (where e^l overflows float32) against torch's own binary
+    cross-entropy in float64: log p is exact and finite at every one."""
+    logits = torch.tensor([0.0, 1e-4, -1e-4, 3.0, -3.0, 20.0, -20.0, 100.0, -100.0, 1e3, -1e3])
+    logits = logits.repeat(3, 1)  # (3, 11): one row per value of x
+    x = torch.tensor([0.0, 1.0, 0.3]).unsqueeze(1).expand(3, 11)
+    cost = F.binary_cross_entropy_with_logits(logits.double(), x.double(), reduction="none")
+    got = Bernoulli().log_prob(x.reshape(3, 1, 1, 11), logits.reshape(3, 1, 1, 11))
+    torch.testing.assert_close(got.double(), -cost.sum(-1), rtol=1e-6, atol=1e-4)
+
+
+def test_bernoulli_gradient_is_x_minus_sigmoid() -> None:
+    """d log p / d l_p = x_p - sigmoid(l_p), at l = 0 (where |l| has a kink) too."""
+    logits = torch.tensor([[[[0.0, 2.5, -2.5, 40.0, -40.0, 0.7]]]], requires_grad=True)
+    x = torch.tensor([[[[1.0, 0.0, 1.0, 0.2, 0.9, 0.5]]]])
+    (grad,) = torch.autograd.grad(Bernoulli().log_prob(x, logits).sum(), logits)
+    torch.testing.assert_close(grad, x - torch.sigmoid(logits.detach()))
+
+
+@pytest.mark.parametrize("pixels", [1, 7, 96, 784, 3072])
+def test_sum_of_logs_matches_float64(pixels: int) -> None:
+    torch.manual_seed(pixels)
+    values = 0.5 + 0.5 * torch.rand(5, pixels)  # in [1/2, 1)
+    expected = values.double().log().sum(-1)
+    torch.testing.assert_close(sum_of_logs(values).double(), expected, rtol=0, atol=1e-4)
+
+
+def test_sum_of_logs_of_many_halves_does_not_underflow() -> None:
+    """4096 values of 1/2: products of all of them would be 2^-4096 (0 in float32); groups
+    of 64 keep 2^-64. The sum is 4096 log(1/2) = -2839.13 by hand."""
+    total = sum_of_logs(torch.full((1, 4096), 0.5))
+    assert total.item() == pytest.approx(4096 * math.log(0.5), rel=1e-6)
+
+
+def test_gaussian_log_prob_of_k_samples_by_hand() -> None:
+    """Means for k samples, (k, B, C, H, W), against one x per image, (B, C, H, W)."""
+    torch.manual_seed(0)
+    mean, x, sigma = torch.rand(3, 2, 1, 4, 4), torch.rand(2, 1, 4, 4), 0.2
+    sq = ((x - mean) ** 2).flatten(2).sum(-1)  # (k, B)
+    by_hand = -sq / (2 * sigma**2) - 16 * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+    torch.testing.assert_close(Gaussian(sigma).log_prob(x, mean), by_hand)
 
 
 def test_gaussian_log_prob_by_hand() -> None:
