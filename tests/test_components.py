@@ -132,6 +132,17 @@ def test_bernoulli_log_prob_at_extreme_logits_matches_torch_cross_entropy() -> N
     torch.testing.assert_close(got.double(), -cost.sum(-1), rtol=1e-6, atol=1e-4)
 
 
+def test_bernoulli_log_prob_of_half_precision_logits_is_float32() -> None:
+    """fp16 logits (a 16-mixed decoder's output) of 0 over 3072 pixels: p = 1/2 each, so
+    log p = 3072 log(1/2) = -2129.35 by hand. In fp16 the 64-sigmoid products (2^-64)
+    would be 0 and log p -inf."""
+    logits = torch.zeros(2, 3, 32, 32, dtype=torch.float16)
+    x = torch.rand(2, 3, 32, 32).bernoulli()
+    got = Bernoulli().log_prob(x, logits)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, torch.full((2,), 3072 * math.log(0.5)))
+
+
 def test_bernoulli_gradient_is_x_minus_sigmoid() -> None:
     """d log p / d l_p = x_p - sigmoid(l_p), at l = 0 (where |l| has a kink) too."""
     logits = torch.tensor([[[[0.0, 2.5, -2.5, 40.0, -40.0, 0.7]]]], requires_grad=True)

@@ -66,11 +66,12 @@ GPU_DECODE_ROWS = 20_000
 def decode_rows(device: torch.device) -> int:
     """Rows the importance-weighted bound decodes per call when `eval.decode_batch` is null.
 
-    On a CPU, a chunk whose decoder output stays in the cache (2048 rows x 784 logits,
-    6.4 MB) makes the likelihood's passes over it cheap: measured with
+    On a CPU, 2048 rows (x 784 logits, 6.4 MB) was the fastest size measured with
     benchmarks/iw_eval.py (docs/performance.md, "The importance-weighted bound against
-    the decoder alone"), 4096 rows took 8-27% longer in four of six runs and 20,000 rows
-    41% longer. A GPU wants large calls.
+    the decoder alone"), with the earlier softplus log-density scoring whole chunks:
+    4096 rows took 8-27% longer in four of six runs and 20,000 rows 41% longer. The
+    likelihood now scores slices of a chunk (`VAE.log_px_z`); the size was not re-tuned
+    since. A GPU wants large calls.
     """
     return CPU_DECODE_ROWS if device.type == "cpu" else GPU_DECODE_ROWS
 
@@ -189,8 +190,9 @@ class VAE(L.LightningModule):
         with benchmarks/iw_eval.py (docs/performance.md): evaluate took 1.20-1.21x the time
         spent in its decoder calls in 512-row slices, 1.24-1.32x in whole chunks.
         """
-        n, images = params.shape[0], x.shape[0]
-        if params.device.type != "cpu" or n * images <= CPU_SCORE_ROWS:
+        n, images = params.shape[0], params.shape[1]
+        one_x_per_image = params.dim() == x.dim() + 1 and x.shape[0] == images
+        if params.device.type != "cpu" or n * images <= CPU_SCORE_ROWS or not one_x_per_image:
             return self.likelihood.log_prob(x, params)
         step = max(1, CPU_SCORE_ROWS // n)
         return torch.cat(

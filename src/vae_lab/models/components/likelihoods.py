@@ -108,6 +108,10 @@ class Bernoulli(Likelihood):
         x (B, P) broadcasts over the k samples of the bound without being copied.
         """
         logits = self._logits(params).flatten(-3)  # (..., B, P)
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            # fp16 (16-mixed) would flush the products of sigmoids to 0 (2^-64 < its
+            # smallest subnormal 2^-24), and both would round the sum: float32 throughout.
+            logits = logits.float()
         data = x.flatten(-3).to(logits.dtype)  # (B, P)
         magnitude = logits.abs()
         half_abs = 0.5 * magnitude.sum(-1)
