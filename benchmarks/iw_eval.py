@@ -55,13 +55,13 @@ Shapes = list[tuple[torch.Size, ...]]
 
 class DecoderCalls:
     """While open: the input shapes of every decoder call (z, and the condition of a
-    conditional model) and, on a CPU, the seconds spent inside the calls. (On a GPU the
-    calls are not timed: a synchronize around each would slow evaluate itself.)"""
+    conditional model) and the seconds between entering and leaving the calls. Those are
+    the calls' time on a CPU only: on a GPU they are not synchronized (a synchronize
+    around each would slow evaluate itself), so `_measure` reports none there."""
 
     def __init__(self, model: VAE) -> None:
         self.shapes: Shapes = []
         self.seconds = 0.0
-        self.timed = next(model.parameters()).device.type == "cpu"
         self._hooks = [
             model.decoder.register_forward_pre_hook(self._enter),
             model.decoder.register_forward_hook(self._leave),
@@ -138,9 +138,10 @@ def _measure(
     assert all(math.isfinite(b) for b in bounds)
     ratios = [f / a for f, a in zip(full, alone, strict=True)]
     cpu_ratios = [f / a for f, a in zip(full_cpu, alone_cpu, strict=True)]
-    timed = device.type == "cpu"  # as DecoderCalls decides
-    ratio_inside = (
-        statistics.median(f / i for f, i in zip(full, inside, strict=True)) if timed else None
+    ratio_inside = (  # DecoderCalls times the calls on a CPU only
+        statistics.median(f / i for f, i in zip(full, inside, strict=True))
+        if device.type == "cpu"
+        else None
     )
     return {
         "decode_batch": decode_batch,
