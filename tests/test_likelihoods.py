@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from vae_lab.models.components.continuous_bernoulli import ContinuousBernoulli
+from vae_lab.models.components.continuous_bernoulli import ContinuousBernoulli, mean_from_logits
 from vae_lab.models.components.logistic import DiscretizedLogistic, log_bin_masses
 
 CASES = [(0.3, 0.02), (0.02, 0.05), (0.97, 0.01), (0.5, 0.3), (0.6, 0.002), (-0.05, 0.01)]
@@ -105,6 +105,103 @@ def test_continuous_bernoulli_by_hand() -> None:
     assert float(log_p) == pytest.approx(expected, rel=1e-9)
     zero = ContinuousBernoulli().log_prob(torch.rand(3, 1, 4, 4), torch.zeros(3, 1, 4, 4))
     assert torch.equal(zero, torch.zeros(3))  # l = 1/2: the uniform density, C(1/2) = 2
+
+
+def brute_force_normalizer(logit: float, points: int = 400_001) -> tuple[float, float]:
+    """(log Z(l), E[x]) of the continuous Bernoulli by the trapezoid rule in float64:
+    Z(l) = int_0^1 e^(l x) dx, E[x] = int_0^1 x e^(l x) dx / Z(l) (e^(l x) scaled by
+    e^-max(l, 0) so that nothing overflows)."""
+    x = torch.linspace(0, 1, points, dtype=torch.float64)
+    weight = torch.exp(logit * x - max(logit, 0.0))
+    z = torch.trapezoid(weight, x)
+    return math.log(z) + max(logit, 0.0), float(torch.trapezoid(x * weight, x) / z)
+
+
+# Both sides of the mean's series/closed-form switch at |l| = 1/2, l = 0, and logits where
+# lam = sigmoid(l) rounds to 0 or 1 (torch's own ContinuousBernoulli is off by 0.1 nats at
+# l = 40 in float64 and by 2 at l = 100 in float32).
+WIDE_LOGITS = [-60.0, -20.0, -0.5, -0.4999, -1e-3, 0.0, 1e-7, 0.25, 0.5001, 7.0, 40.0]
+
+
+@pytest.mark.parametrize("logit", WIDE_LOGITS)
+def test_continuous_bernoulli_normalizer_and_gradient_against_integrals(logit: float) -> None:
+    log_z, mean = brute_force_normalizer(logit)
+    x = torch.tensor([[[[0.0, 0.3, 1.0]]]], dtype=torch.float64)  # (1, 1, 1, 3)
+    params = torch.full_like(x, logit, requires_grad=True)
+    log_p = ContinuousBernoulli().log_prob(x, params)
+    # log p(x | l) = l x - log Z(l), summed over the three pixels
+    assert float(log_p.detach()) == pytest.approx(logit * 1.3 - 3 * log_z, abs=1e-8)
+    (grad,) = torch.autograd.grad(log_p, params)
+    # d log p / dl = x - E[x]: the exponential family's score
+    torch.testing.assert_close(grad, x - mean, rtol=0, atol=1e-9)
+
+
+def test_continuous_bernoulli_in_float32_far_from_one_half() -> None:
+    """By hand: log Z(l) = l + log(1 - e^-l) - log l for l > 0 and log(1 - e^l) - log(-l)
+    for l < 0, so at x = 0.3, l = 100: 30 - 100 + log 100 = -65.39483; l = -1000:
+    -300 + log 1000 = -293.09224; l = 1000: 300 - 1000 + log 1000 = -693.09224."""
+    params = torch.tensor([100.0, -1000.0, 1000.0]).reshape(3, 1, 1, 1)
+    log_p = ContinuousBernoulli().log_prob(torch.full_like(params, 0.3), params)
+    torch.testing.assert_close(log_p, torch.tensor([-65.39483, -293.09224, -693.09224]))
+
+
+def test_continuous_bernoulli_gradient_near_one_half_in_float32() -> None:
+    """At |l| << 1 the score x - E[x] is x - 1/2 - l/12 to float32 precision. Autograd
+    through log((1 - e^-a) / a) is not: measured, 1e-4 off at l = 1e-3, 8e-6 at 1e-4, and
+    1/2 off at l = 0 (the clamp of a = |l| cuts the gradient there)."""
+    logits = torch.tensor([1e-6, -1e-6, 1e-4, 3e-3, 0.0]).reshape(5, 1, 1, 1).requires_grad_()
+    x = torch.full_like(logits, 0.8)
+    ContinuousBernoulli().log_prob(x, logits).sum().backward()
+    assert logits.grad is not None
+    expected = 0.8 - 0.5 - logits.detach() / 12
+    torch.testing.assert_close(logits.grad, expected, rtol=0, atol=1e-6)
+
+
+def test_continuous_bernoulli_mean_and_finite_difference_gradient() -> None:
+    logits = torch.tensor(WIDE_LOGITS, dtype=torch.float64)
+    expected = torch.tensor(
+        [brute_force_normalizer(v)[1] for v in WIDE_LOGITS], dtype=torch.float64
+    )
+    torch.testing.assert_close(mean_from_logits(logits), expected, rtol=0, atol=1e-9)
+    x = torch.rand(len(WIDE_LOGITS), 1, 1, 1, dtype=torch.float64)
+    params = logits.reshape(-1, 1, 1, 1).clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda p: ContinuousBernoulli().log_prob(x, p), (params,))
+    assert torch.autograd.gradcheck(mean_from_logits, (logits.clone().requires_grad_(),))
+
+
+def test_half_precision_params_are_scored_in_float32() -> None:
+    """fp16 decoder output (16-mixed) against the same values in float32: the continuous
+    Bernoulli's 1/|l| and the logistic's open edges (1e6 / s) leave fp16's range."""
+    torch.manual_seed(0)
+    x = (torch.randint(0, 256, (4, 1, 8, 8)) / 255).float()
+    x[0, 0, 0, :2] = torch.tensor([0.0, 1.0])  # both edge bins of the logistic
+    for likelihood, params in (
+        (ContinuousBernoulli(), torch.randn(4, 1, 8, 8) * 5),
+        (DiscretizedLogistic(scale=0.02), torch.rand(4, 1, 8, 8)),
+    ):
+        half = params.half().requires_grad_()
+        log_p = likelihood.log_prob(x, half)
+        assert log_p.dtype == torch.float32
+        reference = likelihood.log_prob(x, half.detach().float())
+        torch.testing.assert_close(log_p, reference)
+        log_p.sum().backward()
+        assert half.grad is not None and bool(half.grad.isfinite().all())
+
+
+def test_logistic_gradients_are_finite_at_the_edge_bins() -> None:
+    """Levels 0 and 255 put their open edge at +-1e6 rather than +-inf: 0 * inf would make
+    the gradient of log s NaN. Checked against finite differences in float64."""
+    x = torch.tensor([0.0, 1.0, 100 / 255, 0.0, 1.0, 254 / 255], dtype=torch.float64)
+    x = x.reshape(2, 1, 1, 3)
+    mu = torch.tensor([-0.1, 0.9, 0.4, 0.02, 1.3, 0.5], dtype=torch.float64)
+    mu = mu.reshape(2, 1, 1, 3).requires_grad_()
+    likelihood = DiscretizedLogistic(scale=0.03).double()
+    assert torch.autograd.gradcheck(lambda m: likelihood.log_prob(x, m), (mu,))
+    log_s = likelihood.log_scale.detach().clone().requires_grad_()
+    levels = DiscretizedLogistic.levels(x)
+    assert torch.autograd.gradcheck(lambda s: log_bin_masses(levels, mu.detach(), s), (log_s,))
+    likelihood.log_prob(x, mu).sum().backward()
+    assert likelihood.log_scale.grad is not None and bool(likelihood.log_scale.grad.isfinite())
 
 
 @pytest.mark.parametrize("likelihood", [ContinuousBernoulli(), DiscretizedLogistic()])

@@ -25,23 +25,43 @@ LEVELS = 256
 HALF_BIN = 0.5 / (LEVELS - 1)  # h: half a bin, in [0, 1] units (bin centres k / 255)
 
 
+# Where a bin has no edge (below level 0, above level 255) the edge is put this far off
+# instead, in [0, 1] units: sigmoid(BEYOND / s) is 1 in float32 for any s below 1e4, and
+# unlike an infinite edge it leaves finite gradients (0 * inf would be NaN).
+BEYOND = 1e6
+
+
+def bin_edges(level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Upper and lower edges of each level's bin, BEYOND for the open ends, and whether it
+    is an interior bin (both edges finite): shapes of `level`."""
+    centre = level / (LEVELS - 1)
+    top, bottom = level >= LEVELS - 1, level <= 0
+    upper = torch.where(top, BEYOND, centre + HALF_BIN)
+    lower = torch.where(bottom, -BEYOND, centre - HALF_BIN)
+    return upper, lower, ~(top | bottom)
+
+
+def log_bin_width(inv_s: torch.Tensor) -> torch.Tensor:
+    """log(1 - e^-(a - b)), a - b = 2h / s: the one factor of an interior bin's mass that is
+    the same for every bin."""
+    return torch.log(-torch.expm1(-(2 * HALF_BIN) * inv_s))
+
+
 def log_bin_masses(level: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     """log P(level | mu, s) elementwise, all in log space; `level` holds integers 0..255.
 
-    Interior bins use sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - e^-(a - b)) for
-    a > b, so log P = logsigmoid(a) + logsigmoid(-b) + log(-expm1(-(a - b))): no difference
-    of two numbers near 1 and no log of 0, whatever the scale (PixelCNN++ instead falls back
-    to the density at the bin centre when the difference underflows).
+    With a = (upper edge - mu) / s and b = (lower edge - mu) / s, an interior bin's mass is
+    sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - e^-(a - b)) for a > b, so
+    log P = logsigmoid(a) + logsigmoid(-b) + log(1 - e^-(a - b)): no difference of two
+    numbers near 1 and no log of 0, whatever the scale (PixelCNN++ instead falls back to
+    the density at the bin centre when the difference underflows). The edge bins are the
+    same sum with their open edge at +-BEYOND (its logsigmoid is 0) and without the
+    width factor: P(0) = sigmoid(a), P(255) = sigmoid(-b).
     """
     inv_s = torch.exp(-log_scale)
-    centre = level / (LEVELS - 1)
-    upper = (centre + HALF_BIN - mu) * inv_s  # a, in units of s
-    lower = (centre - HALF_BIN - mu) * inv_s  # b
-    width = (2 * HALF_BIN) * inv_s  # a - b > 0, the same for every bin
-    interior = F.logsigmoid(upper) + F.logsigmoid(-lower) + torch.log(-torch.expm1(-width))
-    low_tail = F.logsigmoid(upper)  # P(0) = sigmoid(a): all the mass below the first bin
-    high_tail = F.logsigmoid(-lower)  # P(255) = 1 - sigmoid(b) = sigmoid(-b)
-    return torch.where(level <= 0, low_tail, torch.where(level >= LEVELS - 1, high_tail, interior))
+    upper, lower, interior = bin_edges(level)
+    log_p = F.logsigmoid((upper - mu) * inv_s) + F.logsigmoid((mu - lower) * inv_s)
+    return log_p + interior * log_bin_width(inv_s)
 
 
 class DiscretizedLogistic(Likelihood):
@@ -72,8 +92,17 @@ class DiscretizedLogistic(Likelihood):
         return torch.round(x * (LEVELS - 1)).clamp(0, LEVELS - 1)
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        log_p = log_bin_masses(self.levels(x), params, self.log_scale)
-        return log_p.flatten(-3).sum(-1)  # (..., C, H, W) -> (...)
+        """sum_p log P(x_p | mu_p, s), the sum of `log_bin_masses` taken term by term: the
+        edges and the count of interior bins come from x (B, P) alone, so over the k
+        samples of the bound (..., B, P) only the two logsigmoid passes remain."""
+        mu = params.flatten(-3)  # (..., B, P)
+        if mu.dtype in (torch.float16, torch.bfloat16):
+            mu = mu.float()  # BEYOND / s and the bin width 1/255 need float32
+        upper, lower, interior = bin_edges(self.levels(x.flatten(-3).to(mu.dtype)))
+        inv_s = torch.exp(-self.log_scale)
+        log_p = F.logsigmoid((upper - mu) * inv_s).sum(-1)
+        log_p += F.logsigmoid((mu - lower) * inv_s).sum(-1)
+        return log_p + interior.sum(-1) * log_bin_width(inv_s)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """The location clipped to [0, 1]: the median up to rounding to a level. (The mean
