@@ -103,7 +103,8 @@ def spike_case() -> tuple[VAE, object, torch.Tensor]:
 def continuous_bernoulli_case(spread: float) -> tuple[VAE, object, torch.Tensor]:
     logits = torch.linspace(-spread, spread, D, dtype=torch.float64).reshape(SHAPE)
     cdf = TorchContinuousBernoulli(logits=logits, validate_args=False).cdf
-    return fixed_model(ContinuousBernoulli(), logits).double(), cdf, images(8, seed=1)
+    model = fixed_model(ContinuousBernoulli(max_logit=None), logits).double()
+    return model, cdf, images(8, seed=1)
 
 
 REPEATS = 400  # draws of u per image

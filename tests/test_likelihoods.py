@@ -128,7 +128,7 @@ def test_continuous_bernoulli_normalizer_and_gradient_against_integrals(logit: f
     log_z, mean = brute_force_normalizer(logit)
     x = torch.tensor([[[[0.0, 0.3, 1.0]]]], dtype=torch.float64)  # (1, 1, 1, 3)
     params = torch.full_like(x, logit, requires_grad=True)
-    log_p = ContinuousBernoulli().log_prob(x, params)
+    log_p = ContinuousBernoulli(max_logit=None).log_prob(x, params)
     # log p(x | l) = l x - log Z(l), summed over the three pixels
     assert float(log_p.detach()) == pytest.approx(logit * 1.3 - 3 * log_z, abs=1e-8)
     (grad,) = torch.autograd.grad(log_p, params)
@@ -141,8 +141,24 @@ def test_continuous_bernoulli_in_float32_far_from_one_half() -> None:
     for l < 0, so at x = 0.3, l = 100: 30 - 100 + log 100 = -65.39483; l = -1000:
     -300 + log 1000 = -293.09224; l = 1000: 300 - 1000 + log 1000 = -693.09224."""
     params = torch.tensor([100.0, -1000.0, 1000.0]).reshape(3, 1, 1, 1)
-    log_p = ContinuousBernoulli().log_prob(torch.full_like(params, 0.3), params)
+    log_p = ContinuousBernoulli(max_logit=None).log_prob(torch.full_like(params, 0.3), params)
     torch.testing.assert_close(log_p, torch.tensor([-65.39483, -293.09224, -693.09224]))
+
+
+def test_continuous_bernoulli_default_bound_is_torchs_float32_cap() -> None:
+    """By default |l| <= logit(1 - 2^-23) = 15.942385: at x = 0 and l = -100 the density is
+    then 15.942385 / (1 - e^-15.942385), log 2.768980 by hand, as torch's float32 class caps
+    it; and it still integrates to one (trapezoid, 200,001 points)."""
+    params = torch.tensor([-100.0, -15.942385]).reshape(2, 1, 1, 1)
+    log_p = ContinuousBernoulli().log_prob(torch.zeros_like(params), params)
+    torch.testing.assert_close(log_p, torch.full((2,), 2.768981))
+    x = torch.linspace(0, 1, 200_001, dtype=torch.float64)
+    density = ContinuousBernoulli().log_prob(
+        x.reshape(-1, 1, 1, 1), torch.full((len(x), 1, 1, 1), 40.0, dtype=torch.float64)
+    )
+    assert float(torch.trapezoid(density.exp(), x)) == pytest.approx(1.0, abs=1e-7)
+    with pytest.raises(ValueError, match="max_logit must be positive"):
+        ContinuousBernoulli(max_logit=0.0)
 
 
 def test_continuous_bernoulli_gradient_near_one_half_in_float32() -> None:
@@ -151,7 +167,7 @@ def test_continuous_bernoulli_gradient_near_one_half_in_float32() -> None:
     1/2 off at l = 0 (the clamp of a = |l| cuts the gradient there)."""
     logits = torch.tensor([1e-6, -1e-6, 1e-4, 3e-3, 0.0]).reshape(5, 1, 1, 1).requires_grad_()
     x = torch.full_like(logits, 0.8)
-    ContinuousBernoulli().log_prob(x, logits).sum().backward()
+    ContinuousBernoulli(max_logit=None).log_prob(x, logits).sum().backward()
     assert logits.grad is not None
     expected = 0.8 - 0.5 - logits.detach() / 12
     torch.testing.assert_close(logits.grad, expected, rtol=0, atol=1e-6)
@@ -165,7 +181,8 @@ def test_continuous_bernoulli_mean_and_finite_difference_gradient() -> None:
     torch.testing.assert_close(mean_from_logits(logits), expected, rtol=0, atol=1e-9)
     x = torch.rand(len(WIDE_LOGITS), 1, 1, 1, dtype=torch.float64)
     params = logits.reshape(-1, 1, 1, 1).clone().requires_grad_()
-    assert torch.autograd.gradcheck(lambda p: ContinuousBernoulli().log_prob(x, p), (params,))
+    likelihood = ContinuousBernoulli(max_logit=None)
+    assert torch.autograd.gradcheck(lambda p: likelihood.log_prob(x, p), (params,))
     assert torch.autograd.gradcheck(mean_from_logits, (logits.clone().requires_grad_(),))
 
 

@@ -19,6 +19,7 @@ in float32 for l > 17, and loses C there. Its gradient is the mean, d log Z / dl
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -32,6 +33,8 @@ from vae_lab.models.components.likelihoods import EightBit, Likelihood
 # about 2^-24 / l = 1.2e-7).
 SERIES_BELOW = 0.5
 TINY = 1e-30  # |l| is clamped to this before dividing by it: (1 - e^-a) / a = 1 exactly
+# logit(1 - 2^-23): where torch's float32 class stops (it clamps sigmoid(l) to [eps, 1 - eps]).
+TORCH_FLOAT32_LOGIT = math.log((1 - 2**-23) / 2**-23)  # 15.94
 
 
 def log_normalizer_terms(logits: torch.Tensor) -> torch.Tensor:
@@ -75,9 +78,29 @@ class _LogNormalizerSum(torch.autograd.Function):
 
 
 class ContinuousBernoulli(Likelihood):
-    """Pixels as independent continuous Bernoullis on logits (the decoder's output)."""
+    """Pixels as independent continuous Bernoullis on logits (the decoder's output).
+
+    `max_logit` bounds |l|, as `GaussianLearnedSigma`'s min_sigma bounds sigma, and for the
+    same reason: on [0, 1] pixels with exact zeros (Fashion-MNIST's background) the density
+    is unbounded, p(0 | l) = |l| / (1 - e^-|l|) for l < 0, so training pushes those logits
+    to -inf. The default, 15.94, is where torch's float32 `ContinuousBernoulli` (the
+    authors' implementation) stops: the density at 0 is then at most 15.94, as it was in
+    that class, but normalized. null: no bound, the exact density at every logit
+    (docs/bits_and_fid.md measures what that does to bpd_8bit).
+    """
 
     eight_bit: EightBit = "density"
+
+    def __init__(self, max_logit: float | None = TORCH_FLOAT32_LOGIT) -> None:
+        super().__init__()
+        if max_logit is not None and not max_logit > 0:
+            raise ValueError(f"likelihood.max_logit must be positive or null, got {max_logit}")
+        self.max_logit = max_logit
+
+    def _logits(self, params: torch.Tensor) -> torch.Tensor:
+        if self.max_logit is None:
+            return params
+        return params.clamp(-self.max_logit, self.max_logit)
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """log p(x | l) = sum_p [l_p x_p - log Z(l_p)]; x (B, C, H, W) broadcasts over the
@@ -86,6 +109,7 @@ class ContinuousBernoulli(Likelihood):
         logits = params.flatten(-3)  # (..., B, P)
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()  # e^-a and 1/a leave half precision's range
+        logits = self._logits(logits)
         data = x.flatten(-3).to(logits.dtype)
         log_z = _LogNormalizerSum.apply(logits)
         return (logits * data).sum(-1) - log_z
@@ -93,8 +117,8 @@ class ContinuousBernoulli(Likelihood):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """E[x] = 1 / (1 - e^-l) - 1 / l, not sigmoid(l): the continuous Bernoulli's mean
         lies nearer 1/2 than its parameter lam."""
-        return mean_from_logits(params)
+        return mean_from_logits(self._logits(params))
 
     def sample(self, params: torch.Tensor) -> torch.Tensor:
         # validate_args=False: no check per call that the logits are finite
-        return TorchContinuousBernoulli(logits=params, validate_args=False).sample()
+        return TorchContinuousBernoulli(logits=self._logits(params), validate_args=False).sample()
