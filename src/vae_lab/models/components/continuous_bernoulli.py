@@ -13,8 +13,9 @@ natural parameter l, since lam^x (1 - lam)^(1 - x) = (1 - lam) e^(l x):
 and log Z(l) = max(l, 0) + log((1 - e^-|l|) / |l|) (for l > 0, factor e^l out of e^l - 1;
 for l < 0, Z(l) = (1 - e^-|l|) / |l| as it stands). `expm1` gives 1 - e^-|l| to full
 relative precision at any |l|, so log Z is exact for every logit with no Taylor patch;
-`torch.distributions.ContinuousBernoulli` works from lam = sigmoid(l) instead, which is 1
-in float32 for l > 17, and loses C there. Its gradient is the mean, d log Z / dl = E[x].
+`torch.distributions.ContinuousBernoulli` works from lam = sigmoid(l) instead, clamped to
+[eps, 1 - eps], and loses C beyond |l| = 15.94 in float32. The gradient of log Z is the
+mean, d log Z / dl = E[x]; draws invert the CDF F(x) = (e^(l x) - 1) / (e^l - 1).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import math
 from typing import Any
 
 import torch
-from torch.distributions import ContinuousBernoulli as TorchContinuousBernoulli
 
 from vae_lab.models.components.likelihoods import EightBit, Likelihood
 
@@ -98,18 +98,24 @@ class ContinuousBernoulli(Likelihood):
         self.max_logit = max_logit
 
     def _logits(self, params: torch.Tensor) -> torch.Tensor:
+        """The logits in float32 or wider (e^-|l| and 1/|l| leave half precision's range),
+        bounded by `max_logit`. The bound passes gradients straight through: a logit past it
+        gets the gradient it would have at the bound, so a pixel pushed out (a background
+        pixel, to -inf) can still be pulled back by the others it shares weights with, as
+        under torch's class, whose cross-entropy term kept pulling past its cap."""
+        logits = params.float() if params.dtype in (torch.float16, torch.bfloat16) else params
         if self.max_logit is None:
-            return params
-        return params.clamp(-self.max_logit, self.max_logit)
+            return logits
+        bounded = logits.clamp(-self.max_logit, self.max_logit)
+        if not (torch.is_grad_enabled() and logits.requires_grad):
+            return bounded
+        return logits + (bounded - logits).detach()
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """log p(x | l) = sum_p [l_p x_p - log Z(l_p)]; x (B, C, H, W) broadcasts over the
         k samples of the bound without being copied. For 2,000 rows of 784 logits on one
         CPU thread: see docs/performance.md ("The other likelihoods")."""
-        logits = params.flatten(-3)  # (..., B, P)
-        if logits.dtype in (torch.float16, torch.bfloat16):
-            logits = logits.float()  # e^-a and 1/a leave half precision's range
-        logits = self._logits(logits)
+        logits = self._logits(params.flatten(-3))  # (..., B, P)
         data = x.flatten(-3).to(logits.dtype)
         log_z = _LogNormalizerSum.apply(logits)
         return (logits * data).sum(-1) - log_z
@@ -120,5 +126,11 @@ class ContinuousBernoulli(Likelihood):
         return mean_from_logits(self._logits(params))
 
     def sample(self, params: torch.Tensor) -> torch.Tensor:
-        # validate_args=False: no check per call that the logits are finite
-        return TorchContinuousBernoulli(logits=self._logits(params), validate_args=False).sample()
+        """Inverse CDF at u ~ U(0, 1), for l < 0: x = log(1 + u (e^l - 1)) / l (expm1 and
+        log1p keep it exact as l -> 0, where it tends to u); for l > 0 by the symmetry
+        x -> 1 - x, l -> -l, so that e^l never overflows."""
+        logits = self._logits(params).detach()
+        negative = -logits.abs().clamp_min(TINY)  # -|l|
+        u = torch.rand_like(negative)
+        x = torch.log1p(u * torch.expm1(negative)) / negative  # a draw at -|l|
+        return torch.where(logits > 0, 1 - x, x)
