@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from vae_lab.models.components.likelihoods import EightBit, Likelihood
+from vae_lab.models.components.likelihoods import EightBit, Likelihood, float32_or_wider
 
 # Below |l| = 1/2 the mean's closed form, 1 / (1 - e^-l) - 1 / l, is a difference of two
 # numbers near 1 / l: its Taylor series is used there instead (the first term left out,
@@ -103,7 +103,7 @@ class ContinuousBernoulli(Likelihood):
         `min_prob`. Passing it straight through instead was tried: a background pixel's
         gradient there, -E[x | -15.94] = -0.063, never fades (the clamped value does not
         move), and its logit ran off until the default MLP's loss was inf at step 73."""
-        logits = params.float() if params.dtype in (torch.float16, torch.bfloat16) else params
+        logits = float32_or_wider(params)
         if self.max_logit is None:
             return logits
         return logits.clamp(-self.max_logit, self.max_logit)

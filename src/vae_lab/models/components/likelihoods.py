@@ -30,6 +30,13 @@ def is_binary(x: torch.Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
 
 
+def float32_or_wider(values: torch.Tensor) -> torch.Tensor:
+    """fp16/bf16 decoder output (16-mixed, bf16-mixed) as float32; other dtypes as they are.
+    The likelihoods score in float32 at least: their products, reciprocals and far-off
+    edges leave half precision's range, and a sum over 784 pixels would round in it."""
+    return values.float() if values.dtype in (torch.float16, torch.bfloat16) else values
+
+
 def sum_of_logs(values: torch.Tensor, group: int = 64) -> torch.Tensor:
     """sum_p log v_p over the last dim, for v_p in [1/2, 1], with one log per `group` values.
 
@@ -107,11 +114,9 @@ class Bernoulli(Likelihood):
         where `(l * x).sum(-1) - softplus(l).sum(-1)` took 6.9 ms (docs/performance.md).
         x (B, P) broadcasts over the k samples of the bound without being copied.
         """
-        logits = self._logits(params).flatten(-3)  # (..., B, P)
-        if logits.dtype in (torch.float16, torch.bfloat16):
-            # fp16 (16-mixed) would flush the products of sigmoids to 0 (2^-64 < its
-            # smallest subnormal 2^-24), and both would round the sum: float32 throughout.
-            logits = logits.float()
+        # fp16 would flush the products of sigmoids to 0 (2^-64 < its smallest subnormal
+        # 2^-24): float32 throughout.
+        logits = float32_or_wider(self._logits(params).flatten(-3))  # (..., B, P)
         data = x.flatten(-3).to(logits.dtype)  # (B, P)
         magnitude = logits.abs()
         half_abs = 0.5 * magnitude.sum(-1)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae_lab.models.components.likelihoods import EightBit, Likelihood
+from vae_lab.models.components.likelihoods import EightBit, Likelihood, float32_or_wider
 
 LEVELS = 256
 HALF_BIN = 0.5 / (LEVELS - 1)  # h: half a bin, in [0, 1] units (bin centres k / 255)
@@ -95,9 +95,7 @@ class DiscretizedLogistic(Likelihood):
         """sum_p log P(x_p | mu_p, s), the sum of `log_bin_masses` taken term by term: the
         edges and the count of interior bins come from x (B, P) alone, so over the k
         samples of the bound (..., B, P) only the two logsigmoid passes remain."""
-        mu = params.flatten(-3)  # (..., B, P)
-        if mu.dtype in (torch.float16, torch.bfloat16):
-            mu = mu.float()  # BEYOND / s and the bin width 1/255 need float32
+        mu = float32_or_wider(params.flatten(-3))  # (..., B, P); BEYOND / s needs float32
         upper, lower, interior = bin_edges(self.levels(x.flatten(-3).to(mu.dtype)))
         inv_s = torch.exp(-self.log_scale)
         log_p = F.logsigmoid((upper - mu) * inv_s).sum(-1)
