@@ -112,7 +112,12 @@ def test_cyclical_schedule_of_fu_et_al() -> None:
     assert [schedule.weight(e) for e in epochs] == pytest.approx(
         [0.0, 0.5, 1.0, 2.0, 2.0, 0.0, 1.0, 2.0]
     )
-    assert schedule.warming_up(3) and not schedule.warming_up(4)  # the first ramp: 5 epochs
+    # The first ramp ends at 5.0: epoch 4 trains at 1.6 to 2.0 (exclusive), epoch 5 at 2.
+    assert schedule.warming_up(4) and not schedule.warming_up(5)
+    # Ending mid-epoch (at 4.5): epoch 4 is still partly ramp, 5 the first at full beta.
+    short = CyclicalKL(cycle_epochs=9, ratio=0.5)
+    assert short.weight(4.4) < 1.0 and short.weight(5.0) == pytest.approx(1.0)
+    assert short.warming_up(4) and not short.warming_up(5)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
     vae_lab and torch.optim only. Returned in eval mode on `device`; its `sample`,
     `reconstruct`, `encode`, `decode` and bounds take (images, labels) batches.
 
-        model = vae_lab.load("outputs/runs/2025-01-01/12-00-00")
+        model = vae_lab.load("outputs/runs/2025-01-01/12-00-00_a1b2c3")
         images = model.sample(16)  # (16, 1, 28, 28), the likelihood's mean, in [0, 1]
     """
     from vae_lab.run import checkpoints

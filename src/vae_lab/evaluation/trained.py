@@ -46,7 +46,7 @@ def load_trained(cfg: DictConfig) -> Trained:
     """The model of `cfg.ckpt_path` (a .ckpt or a run dir), rebuilt from its own config."""
     if not cfg.ckpt_path:
         raise UserError(
-            "ckpt_path is required: pass ckpt_path=outputs/runs/<date>/<time>/checkpoints/"
+            "ckpt_path is required: pass ckpt_path=outputs/runs/<date>/<time>_<token>/checkpoints/"
             "last.ckpt (or just the run directory)"
         )
     device = pick_device(str(cfg.device))

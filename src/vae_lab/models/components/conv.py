@@ -60,8 +60,8 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """z (B, latent_dim) [and c] -> likelihood parameters (B, C, H, W) via transposed
-    convolutions.
+    """z (..., latent_dim) [and c] -> likelihood parameters (..., C, H, W) via transposed
+    convolutions; the leading dims are (B,) or (K, B) for K samples per image.
 
     `channels` lists feature maps from the smallest upward, e.g. (64, 32) mirrors an encoder
     with (32, 64); the last layer maps to the image's own channel count.

@@ -97,4 +97,7 @@ class CyclicalKL(KLSchedule):
         return self.beta * min(1.0, tau / self.ratio)
 
     def warming_up(self, epoch: int) -> bool:
-        return epoch + 1 < self.cycle_epochs * self.ratio
+        # The first ramp ends at epoch cycle_epochs * ratio (fractional); the first epoch
+        # at the full beta from its start is the next whole one. (Later ramps restart the
+        # count in no early-stopping sense: only the first warm-up is held.)
+        return epoch < math.ceil(self.cycle_epochs * self.ratio)
