@@ -72,6 +72,66 @@ def test_logistic_samples_follow_its_bins() -> None:
     assert bool(((draws * 255 - (draws * 255).round()).abs() < 1e-4).all())  # on the levels
 
 
+@pytest.mark.parametrize(("mu", "s"), [(-0.03, 0.02), (0.98, 0.02)])
+def test_logistic_samples_fill_the_edge_bins(mu: float, s: float) -> None:
+    """Near 0 or 1 most of the mass is in an edge bin (0.83 in bin 0 at mu = -0.03): the
+    draws, clamped to the levels, must put it there and no further."""
+    torch.manual_seed(0)
+    draws = DiscretizedLogistic(scale=s).sample(torch.full((200_000, 1, 1, 1), mu))
+    counts = torch.bincount((draws.flatten() * 255).round().long(), minlength=256)
+    assert len(counts) == 256  # nothing beyond level 255
+    total_variation = 0.5 * (counts / counts.sum() - brute_force_bins(mu, s)).abs().sum()
+    assert float(total_variation) < 0.01
+
+
+@pytest.mark.parametrize("s", [0.04, 0.002])
+def test_logistic_log_prob_in_float32(s: float) -> None:
+    """Training runs in float32: the same 8-bit pixels as levels / 255 in float32, against
+    the float64 brute force (1e-4 nats: at s = 0.002 an edge's rounding, 3e-8, is 1.5e-5 in
+    the sigmoid's argument)."""
+    mu = torch.tensor([-0.02, 0.5, 0.9, 0.3011])
+    x_levels = torch.tensor([0, 128, 255, 77])
+    likelihood = DiscretizedLogistic(scale=s)
+    log_p = likelihood.log_prob((x_levels / 255).reshape(1, 1, 1, 4), mu.reshape(1, 1, 1, 4))
+    assert log_p.dtype == torch.float32
+    s_used = float(likelihood.log_scale.detach().exp())  # s as float32 stores it
+    expected = sum(
+        float(brute_force_bins(float(m), s_used)[int(k)].log())
+        for m, k in zip(mu, x_levels, strict=True)
+    )
+    assert float(log_p.detach()) == pytest.approx(expected, abs=1e-4)
+
+
+def test_logistic_gradient_in_its_scale_against_finite_differences() -> None:
+    """log_prob's own gradient in log s (not `log_bin_masses`', a separate code path),
+    against a central difference in float64, over edge and interior pixels and k = 2
+    samples of mu."""
+    likelihood = DiscretizedLogistic(scale=0.03).double()
+    x = torch.tensor([0.0, 100 / 255, 1.0, 254 / 255], dtype=torch.float64).reshape(1, 1, 1, 4)
+    mu = torch.tensor([[0.01, 0.4, 0.95, 0.99], [-0.1, 0.38, 1.2, 0.5]], dtype=torch.float64)
+    mu = mu.reshape(2, 1, 1, 1, 4)
+
+    likelihood.log_prob(x, mu).sum().backward()
+    assert likelihood.log_scale.grad is not None
+    centre, eps, sides = float(likelihood.log_scale.detach()), 1e-6, []
+    with torch.no_grad():
+        for shifted in (centre + eps, centre - eps):
+            likelihood.log_scale.fill_(shifted)
+            sides.append(float(likelihood.log_prob(x, mu).sum()))
+    finite_difference = (sides[0] - sides[1]) / (2 * eps)
+    assert float(likelihood.log_scale.grad) == pytest.approx(finite_difference, rel=1e-6)
+
+
+def test_logistic_mean_is_the_clipped_location_and_the_median_level() -> None:
+    likelihood = DiscretizedLogistic(scale=0.02)
+    mean = likelihood.mean(torch.tensor([-0.2, 0.31, 1.4]).reshape(3, 1, 1, 1))
+    torch.testing.assert_close(mean.flatten(), torch.tensor([0.0, 0.31, 1.0]))
+    # the docstring's claim: the clipped location rounds to the median level (0.31 * 255 =
+    # 79.05), where the brute-force bins' cumulative sum crosses 1/2
+    median = int((brute_force_bins(0.31, 0.02).cumsum(0) < 0.5).sum())
+    assert int(DiscretizedLogistic.levels(mean[1])) == median == 79
+
+
 def test_logistic_scale_is_learned_and_starts_where_asked() -> None:
     likelihood = DiscretizedLogistic(scale=0.05)
     assert float(likelihood.log_scale.detach().exp()) == pytest.approx(0.05)
@@ -149,9 +209,16 @@ def test_continuous_bernoulli_default_bound_is_torchs_float32_cap() -> None:
     """By default |l| <= logit(1 - 2^-23) = 15.942385: at x = 0 and l = -100 the density is
     then 15.942385 / (1 - e^-15.942385), log 2.768980 by hand, as torch's float32 class caps
     it; and it still integrates to one (trapezoid, 200,001 points)."""
-    params = torch.tensor([-100.0, -15.942385]).reshape(2, 1, 1, 1)
-    log_p = ContinuousBernoulli().log_prob(torch.zeros_like(params), params)
-    torch.testing.assert_close(log_p, torch.full((2,), 2.768981))
+    params = torch.tensor([-100.0, -15.942385, 100.0, 15.942385]).reshape(4, 1, 1, 1)
+    x = torch.tensor([0.0, 0.0, 1.0, 1.0]).reshape(4, 1, 1, 1)  # the mirror: x -> 1 - x, l -> -l
+    log_p = ContinuousBernoulli().log_prob(x, params)
+    torch.testing.assert_close(log_p, torch.full((4,), 2.768981))
+    # the mean the pictures show is the bounded law's on both sides
+    bounded_mean = brute_force_normalizer(-15.942385)[1]  # 0.0627 (the unbounded: 0.0100)
+    means = ContinuousBernoulli().mean(torch.tensor([-100.0, 100.0]).reshape(2, 1, 1, 1))
+    torch.testing.assert_close(
+        means.flatten(), torch.tensor([bounded_mean, 1 - bounded_mean]), rtol=0, atol=1e-6
+    )
     x = torch.linspace(0, 1, 200_001, dtype=torch.float64)
     density = ContinuousBernoulli().log_prob(
         x.reshape(-1, 1, 1, 1), torch.full((len(x), 1, 1, 1), 40.0, dtype=torch.float64)
@@ -165,16 +232,22 @@ def test_continuous_bernoulli_bound_stops_gradients_past_it() -> None:
     """Past the bound the gradient is 0; inside it x - E[x | l] = 0.3 - (1 / (1 - e^15) +
     1 / 15) by hand. (A straight-through bound, -0.063 at a background pixel forever, made
     the default MLP's loss inf at step 73.)"""
-    logits = torch.tensor([-20.0, -15.0]).reshape(2, 1, 1, 1).requires_grad_()
+    logits = torch.tensor([-20.0, -15.0, 20.0]).reshape(3, 1, 1, 1).requires_grad_()
     ContinuousBernoulli().log_prob(torch.full_like(logits, 0.3), logits).sum().backward()
     assert logits.grad is not None
-    assert float(logits.grad[0]) == 0.0
+    assert float(logits.grad[0]) == 0.0 and float(logits.grad[2]) == 0.0
     inside = 0.3 - (1 / (1 - math.exp(15.0)) + 1 / 15.0)
     assert float(logits.grad[1]) == pytest.approx(inside, abs=1e-5)
 
 
-@pytest.mark.parametrize("logit", [-100.0, -3.0, 1e-6, 0.2, 40.0])
-def test_continuous_bernoulli_draws_follow_its_cdf(logit: float) -> None:
+@pytest.mark.parametrize(
+    ("logit", "max_logit"),
+    [
+        *[(logit, None) for logit in (-100.0, -3.0, 0.0, 1e-6, 0.2, 40.0)],
+        *[(logit, 15.942385) for logit in (-100.0, 100.0)],  # the default: drawn at +-15.94
+    ],
+)
+def test_continuous_bernoulli_draws_follow_its_cdf(logit: float, max_logit: float | None) -> None:
     """Kolmogorov-Smirnov distance of 100,000 draws from F(x) = (e^(l x) - 1) / (e^l - 1),
     written at l < 0 as expm1(l x) / expm1(l) and through 1 - F(1 - x | -l) at l > 0; at
     this n, 0.006 is the 1% critical value about 1.63 / sqrt(n) = 0.005 with a margin.
@@ -182,8 +255,10 @@ def test_continuous_bernoulli_draws_follow_its_cdf(logit: float) -> None:
     is 0.063, not 0.010.)"""
     torch.manual_seed(0)
     n = 100_000
-    draws = ContinuousBernoulli(max_logit=None).sample(torch.full((n, 1, 1, 1), logit))
+    draws = ContinuousBernoulli(max_logit=max_logit).sample(torch.full((n, 1, 1, 1), logit))
     x = draws.double().flatten().sort().values
+    if max_logit is not None:
+        logit = max(-max_logit, min(max_logit, logit))
     if abs(logit) < 1e-4:
         cdf = x  # uniform to within 1e-6
     elif logit < 0:

@@ -67,8 +67,11 @@ def _kill_when_counting(args: list[str], cwd: Path, last: Path) -> dict[str, Any
 
 
 def _kl_weights(run: Path) -> dict[int, float]:
+    """train/kl_weight by step, from a run directory's event files or one of them."""
     events = EventAccumulator(str(run), size_guidance={"scalars": 0})
     events.Reload()
+    if "train/kl_weight" not in events.Tags()["scalars"]:
+        return {}
     return {e.step: e.value for e in events.Scalars("train/kl_weight")}
 
 
@@ -91,6 +94,16 @@ def test_a_killed_recipe_run_resumes_its_warm_up_count_and_best_checkpoint(
 
     result = run_cli([*args, f"ckpt_path={run}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    # Resumed, not restarted (a seeded restart would reach the same numbers): it says so,
+    # and the second process logs steps from the killed one's checkpoint on, not from 0.
+    last = run / "checkpoints" / "last.ckpt"
+    at = f"(epoch {killed['epoch']}, step {killed['global_step']})"
+    assert f"Resuming {last} {at}" in result.stdout + result.stderr
+    (first, second) = sorted(  # events.out.tfevents.<start time>.<host>.<pid>.<n>
+        (p for p in run.glob("events.out.tfevents.*") if _kl_weights(p)),
+        key=lambda p: int(p.name.split(".")[3]),
+    )
+    assert min(_kl_weights(second)) >= killed["global_step"] > min(_kl_weights(first)) == 0
     summary = json.loads((run / "metrics.json").read_text())
     keys = ("epochs", "global_step", "val", "test")
     assert {k: summary[k] for k in keys} == {k: reference[k] for k in keys}
