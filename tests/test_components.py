@@ -42,6 +42,27 @@ def test_shape_contract(encoder_cls, decoder_cls, latent_dim: int, input_shape) 
     assert decoder(q.rsample((3,))).shape == (3, 5, *input_shape)  # K samples of z at once
 
 
+def test_gated_unit_clamp_and_init_of_the_vampprior_network() -> None:
+    """Worked by hand: with the gate's weights 0 and bias b, a unit is h(x) sigmoid(b);
+    a log-variance pushed to +-50 comes out at Hardtanh's 2 and -6; He-normal weights of a
+    784 -> 300 layer have standard deviation sqrt(2 / 784) = 0.0505 (235,200 draws: the
+    sample's is within 1%)."""
+    torch.manual_seed(0)
+    encoder = GatedMLPEncoder(input_shape=(1, 28, 28), latent_dim=3)
+    first = encoder.body[0]
+    assert float(first.h.weight.detach().std()) == pytest.approx(math.sqrt(2 / 784), rel=0.01)
+    with torch.no_grad():
+        first.g.weight.zero_()
+        first.g.bias.fill_(0.4)
+        encoder.log_var.weight.zero_()
+        encoder.log_var.bias.copy_(torch.tensor([50.0, -50.0, 0.5]))
+    x = torch.rand(2, 1, 28, 28)
+    torch.testing.assert_close(
+        first(x.flatten(1)), first.h(x.flatten(1)) * (1 / (1 + math.exp(-0.4)))
+    )
+    torch.testing.assert_close(log_variance(encoder(x)), torch.tensor([[2.0, -6.0, 0.5]] * 2))
+
+
 @pytest.mark.parametrize(("encoder_cls", "decoder_cls"), ARCHITECTURES)
 def test_a_condition_reaches_encoder_and_decoder(encoder_cls, decoder_cls) -> None:
     shape, classes = (1, 12, 12), 4

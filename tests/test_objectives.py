@@ -54,6 +54,18 @@ def test_the_iwae_objective_rises_toward_log_p_x_as_k_grows() -> None:
     assert exact - bounds[256] < 0.1 * (exact - bounds[1])  # most of the gap closed
 
 
+@pytest.mark.parametrize("k", [1, 3, 50])
+def test_with_the_exact_posterior_the_iwae_loss_is_minus_log_p_x(k: int) -> None:
+    """With q(z|x) the true posterior of the linear-Gaussian model every weight is p(x)
+    itself, so the loss is -log p(x) in closed form (the marginal N(b, W W^T + sigma^2 I)),
+    whatever k and whatever the draws."""
+    torch.manual_seed(0)
+    x = (torch.randn(16, 2) @ W.T + B + SIGMA * torch.randn(16, 4)).reshape(16, 1, 2, 2)
+    with torch.no_grad():
+        loss = IWAE(k)(linear_gaussian_vae(), x, None, 1.0).loss
+    assert float(loss) == pytest.approx(-float(log_evidence(x).mean()), abs=1e-4)
+
+
 def test_the_iwae_loss_is_minus_the_log_mean_weight() -> None:
     # log w_i from its three parts by hand, for k = 3 draws; beta tempers p(z) / q(z|x).
     model, x, beta = vae_with(StandardNormalPrior(3)), torch.rand(4, *SHAPE), 0.5
