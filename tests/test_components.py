@@ -218,7 +218,13 @@ def test_learned_sigma_starts_at_sigma_and_learns() -> None:
     expected = Normal(mean, likelihood.log_sigma().exp()).log_prob(x).flatten(1).sum(-1)
     torch.testing.assert_close(likelihood.log_prob(x, mean), expected)
     likelihood.log_prob(x, mean).sum().backward()
-    assert likelihood.raw_log_sigma.grad is not None and likelihood.raw_log_sigma.grad != 0
+    # By hand: d/d log sigma of sum -(x - m)^2 / (2 sigma^2) - log sigma is
+    # sum (x - m)^2 / sigma^2 - (pixels), and d log sigma / d raw = sigmoid(raw) (softplus')
+    sigma = 0.5
+    d_log_sigma = float(((x - mean) ** 2).sum()) / sigma**2 - x.numel()
+    d_raw = d_log_sigma * float(torch.sigmoid(likelihood.raw_log_sigma.detach()))
+    assert likelihood.raw_log_sigma.grad is not None
+    assert float(likelihood.raw_log_sigma.grad) == pytest.approx(d_raw, rel=1e-5)
 
 
 def test_learned_sigma_has_a_floor() -> None:

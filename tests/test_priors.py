@@ -108,10 +108,25 @@ def test_vampprior_pseudo_inputs_start_as_in_the_papers_code() -> None:
 
 
 def test_the_vampprior_is_trained_through_its_pseudo_inputs_and_the_encoder() -> None:
-    model = vae_with(VampPrior(LATENT, pseudo_inputs=4))
-    model.prior.log_prob(torch.randn(3, LATENT)).sum().backward()
-    assert model.prior.pseudo_inputs.grad is not None
-    assert model.encoder.net[0].weight.grad is not None
+    """The gradient of log p(z) in one pseudo-input pixel and one encoder weight, against
+    central differences in float64."""
+    model = vae_with(VampPrior(LATENT, pseudo_inputs=4)).double()
+    z = torch.randn(3, LATENT, dtype=torch.float64)
+    model.prior.log_prob(z).sum().backward()
+    pixels = model.prior.pseudo_inputs  # (4, *SHAPE), all inside (0, 1): the clamp passes
+    for tensor in (pixels, model.encoder.net[0].weight):
+        assert tensor.grad is not None  # the largest entry: not a dead ReLU unit's 0
+        index = tuple(int(i) for i in torch.unravel_index(tensor.grad.abs().argmax(), tensor.shape))
+        sides = []
+        with torch.no_grad():
+            centre = float(tensor[index])
+            for shifted in (centre + 1e-6, centre - 1e-6):
+                tensor[index] = shifted
+                sides.append(float(model.prior.log_prob(z).sum()))
+            tensor[index] = centre
+        difference = (sides[0] - sides[1]) / 2e-6
+        assert float(tensor.grad[index]) == pytest.approx(difference, rel=1e-5, abs=1e-8)
+        assert difference != 0.0
 
 
 def test_mixture_samples_pick_components_uniformly() -> None:
