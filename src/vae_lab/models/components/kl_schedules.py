@@ -98,6 +98,6 @@ class CyclicalKL(KLSchedule):
 
     def warming_up(self, epoch: int) -> bool:
         # The first ramp ends at epoch cycle_epochs * ratio (fractional); the first epoch
-        # at the full beta from its start is the next whole one. (Later ramps restart the
-        # count in no early-stopping sense: only the first warm-up is held.)
+        # at the full beta from its start is the next whole one. Only this first ramp holds
+        # early stopping's count; later cycles' ramps do not.
         return epoch < math.ceil(self.cycle_epochs * self.ratio)
