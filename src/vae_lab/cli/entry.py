@@ -21,10 +21,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lab.cli.config_dir import config_dir
 from vae_lab.cli.errors import UserError, report_and_exit
 from vae_lab.config import register_schemas
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "configs")
 
 # A random token appended to output directories, so that runs started in the same second
 # never share one. A command draws it once and passes it to the launcher workers it starts
@@ -35,6 +34,13 @@ OmegaConf.register_new_resolver(
     "run_token", lambda: os.environ.get(TOKEN_VAR) or _PROCESS_TOKEN, replace=True
 )
 register_schemas()
+
+
+def __getattr__(name: str) -> str:
+    """`CONFIG_DIR`: the configs directory (`config_dir()`), looked up when first asked for."""
+    if name == "CONFIG_DIR":
+        return config_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def discard_if_unused() -> None:
@@ -64,7 +70,6 @@ def command(run: Callable[[DictConfig], Any], config_name: str) -> Callable[[], 
     line too (`hydra_errors.reported`).
     """
 
-    @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
     def task(cfg: DictConfig) -> Any:
         try:
             return run(cfg)
@@ -76,8 +81,12 @@ def command(run: Callable[[DictConfig], Any], config_name: str) -> Callable[[], 
         from vae_lab.cli.hydra_errors import reported
 
         os.environ[TOKEN_VAR] = secrets.token_hex(4)  # this command's, and its workers'
+        try:
+            configs = config_dir()
+        except UserError as e:
+            report_and_exit(e)
         with reported(config_name):
-            task()
+            hydra.main(version_base="1.3", config_path=configs, config_name=config_name)(task)()
 
     main.__doc__ = f"`configs/{config_name}.yaml`'s command: {run.__doc__ or run.__name__}"
     return main
