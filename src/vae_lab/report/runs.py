@@ -21,8 +21,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# Keys that only say where a run reads or writes, not what it is: never "swept".
-PLUMBING_KEYS = ("data.root", "data.cache_dir", "paths.output_dir", "trainer.default_root_dir")
+# Keys that only say where a run reads or writes, not what it is: never "swept". A resume
+# (`ckpt_path`) continues the same run.
+PLUMBING_KEYS = (
+    *("data.root", "data.cache_dir", "paths.output_dir", "trainer.default_root_dir"),
+    "ckpt_path",
+)
 JOB_DIR = re.compile(r"^(\d+)_")  # a multirun job directory: <job number>_<overrides>
 EVALUATION = "evaluate_test.json"  # what `vae_lab.evaluate` leaves in a run's directory
 EVAL_METRICS = (

@@ -1,4 +1,5 @@
-"""One row per run: its swept keys, how it ended, and its final metrics; as CSV and Markdown."""
+"""The report's tables: one row per run (CSV), and one row per group of runs that differ
+only in their seed (Markdown and CSV), each metric as mean ± sd over the group."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vae_lab.report.groups import SEED_KEY, Group, Stat
 from vae_lab.report.runs import Run
 
 # Metric names in the order a reader wants them; others follow alphabetically.
@@ -62,6 +64,19 @@ def sort_runs(runs: Sequence[Run], keys: Sequence[str], by: str | None = None) -
     return sorted(runs, key=lambda r: (score(r), r.name))
 
 
+def sort_groups(groups: Sequence[Group], keys: Sequence[str], by: str | None = None) -> list[Group]:
+    """As `sort_runs`, a group's value of `by` being its mean over its runs."""
+    if by is None:
+        return sorted(groups, key=lambda g: [_natural(g.overrides.get(k)) for k in keys])
+    sign = 1.0 if lower_is_better(by) else -1.0
+
+    def score(group: Group) -> float:
+        stat = group.stat(by)
+        return sign * stat.mean if stat is not None else math.inf
+
+    return sorted(groups, key=score)
+
+
 def rows(runs: Sequence[Run], keys: Sequence[str]) -> tuple[list[str], list[list[Any]]]:
     """The header and one row per run, as plain values (floats for metrics)."""
     metrics = metric_columns(runs)
@@ -85,13 +100,51 @@ def rows(runs: Sequence[Run], keys: Sequence[str]) -> tuple[list[str], list[list
 
 
 def write_csv(path: Path, header: list[str], body: list[list[Any]]) -> None:
+    """Rows of plain values; a `Stat` cell becomes three columns: mean, `_sd`, `_n`."""
+    stats = {i for row in body for i, value in enumerate(row) if isinstance(value, Stat)}
+    wide = [
+        [name, f"{name}_sd", f"{name}_n"] if i in stats else [name] for i, name in enumerate(header)
+    ]
+
+    def cells(i: int, value: Any) -> list[Any]:
+        if i not in stats:
+            return [value]
+        if isinstance(value, Stat):
+            return [value.mean, "" if math.isnan(value.sd) else value.sd, value.n]
+        return [value, "", 0 if value == "" else ""]
+
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(body)
+        writer.writerow([name for names in wide for name in names])
+        writer.writerows([[c for i, v in enumerate(row) for c in cells(i, v)] for row in body])
+
+
+def group_rows(groups: Sequence[Group], keys: Sequence[str]) -> tuple[list[str], list[list[Any]]]:
+    """The header and one row per group: its shared keys, its seeds and size where some
+    group repeats a setting, how its runs ended, and a `Stat` per metric."""
+    runs = [run for group in groups for run in group.runs]
+    metrics = metric_columns(runs)
+    shown = [k for k in keys if k != SEED_KEY]
+    repeated = any(len(group.runs) > 1 for group in groups)
+    header = ["run", *shown, *(("seeds", "n") if repeated else ()), "status", "epochs"]
+    header += [*metrics, "error", "path"]
+    body = []
+    for group in groups:
+        row: list[Any] = [group.name, *(group.overrides.get(k, "") for k in shown)]
+        if repeated:
+            row += [",".join(group.seeds), len(group.runs)]
+        row += [group.status, group.epochs]
+        for m in metrics:
+            stat = group.stat(m)
+            row.append(stat if stat else NOT_APPLICABLE if group.not_applicable(m) else "")
+        body.append([*row, group.error, "; ".join(str(run.path) for run in group.runs)])
+    return header, body
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, Stat):  # "228.76 ± 0.12"; "(n=2)" where a run of the group lacks it
+        text = f"{value.mean:.2f}" if value.n == 1 else f"{value.mean:.2f} ± {value.sd:.2f}"
+        return text if value.n == value.runs else f"{text} (n={value.n})"
     if isinstance(value, float):
         return f"{value:.2f}"
     text = " ".join(str(value).split()).replace("|", "\\|")
