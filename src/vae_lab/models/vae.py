@@ -326,8 +326,8 @@ class VAE(L.LightningModule):
         """Whether Lightning will write step metrics after this training step.
 
         Lightning writes them every `log_every_n_steps`, but each `self.log` call costs
-        about 0.5 ms of bookkeeping on every step (measured: 2 ms of a 7 ms MLP step), so
-        the step skips the calls whose values would be thrown away.
+        bookkeeping on every step (docs/performance.md, "Per-step logging"), so the step
+        skips the calls whose values would be thrown away.
         """
         trainer = self._trainer
         if trainer is None:
