@@ -248,7 +248,7 @@ def test_every_picture_loads(pages: dict[str, dict[str, Any]], site: Path, serve
             except OSError as error:
                 problems.append(f"{path}: picture {image['src']} is damaged: {error}")
     assert not problems, "\n".join(problems)
-    # the pictures are there to be checked: the README's figures are on the site's pages
+    # the pictures are there to be checked: the figures the README had are on the site's pages
     assert sum(len(page["images"]) for page in pages.values()) >= 10
 
 
