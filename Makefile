@@ -69,7 +69,7 @@ slurm-down: ## stop the private SLURM that `make slurm` started
 	$(SUDO) scripts/slurm.sh down
 
 DOCS_STAMP := $(VENV)/.installed-docs
-MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs
 .PHONY: docs docs-serve
 
 $(DOCS_STAMP): $(STAMP) pyproject.toml
