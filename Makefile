@@ -68,5 +68,19 @@ slurm: ## start a private single-node SLURM here (root; installs Debian's slurm 
 slurm-down: ## stop the private SLURM that `make slurm` started
 	$(SUDO) scripts/slurm.sh down
 
+DOCS_STAMP := $(VENV)/.installed-docs
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs
+.PHONY: docs docs-serve
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP) ## build the documentation site from docs/ into site/ (mkdocs build --strict: a broken link fails it)
+	$(MKDOCS) build --strict --site-dir site
+
+docs-serve: $(DOCS_STAMP) ## serve the documentation site on http://127.0.0.1:8000, rebuilt on every change
+	$(MKDOCS) serve --dev-addr 127.0.0.1:8000
+
 clean: ## remove caches (keeps .venv, data and outputs)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's likelihood table: one network at one budget, a row per likelihood, columns
-# bpd_8bit, FID, KID, KL and active units, with a sample grid per run.
+# The likelihood table of docs/results/likelihoods.md: one network at one budget, a row per
+# likelihood, columns bpd_8bit, FID, KID, KL and active units, with a sample grid per run.
 #
 #   benchmarks/likelihood_table.sh [train overrides ...]      e.g. trainer=gpu trainer.max_epochs=50
 #

@@ -1,5 +1,5 @@
 """Every way a user can go wrong gets one clear `error:` line and exit status 2, before any
-training and without results: one test per bad input (the README's "Errors and recovery").
+training and without results: one test per bad input (docs/errors.md, "Errors and recovery").
 
 Composition errors go through the real command (`cli()`) in this process, which is fast
 because they fail before anything is imported; value, directory and checkpoint errors go

@@ -198,7 +198,7 @@ def test_a_checkpoint_that_does_not_fit_its_config_is_one_clear_error(
         {"evaluate": evaluate.run, "sample": sample.run}[command](cfg)
 
 
-# (override, the error line's text) for `python -m vae_lab.evaluate`: the README's table
+# (override, the error line's text) for `python -m vae_lab.evaluate`: docs/errors.md's table
 EVALUATE_BAD = [
     ("eval.batch_size=0", "eval.batch_size must be a positive integer, got 0; for example"),
     ("eval.limit=abc", "bad value for eval.limit: Value 'abc' of type 'str' could not be"),

@@ -1,6 +1,6 @@
-"""What the README promises about a run, checked on real tiny runs against numbers worked
-out by hand: the logging cadence, the learning-rate schedules, the binarized protocol,
-`runtime.*`, and what a sweep does with a job whose objective is not finite."""
+"""What the README and the docs site promise about a run, checked on real tiny runs against
+numbers worked out by hand: the logging cadence, the learning-rate schedules, the binarized
+protocol, `runtime.*`, and what a sweep does with a job whose objective is not finite."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Speed switches of `cfg.runtime` that act on a built model: torch.compile, channels-last.
 
-Both are off by default: on this project's 2-core CPU neither helped (see the README's
-Performance section for the measurements); they are for GPUs, where they can.
+Both are off by default: on this project's 2-core CPU neither helped (docs/performance.md,
+"Speed switches", has the measurements); they are for GPUs, where they can.
 """
 
 from __future__ import annotations

@@ -66,12 +66,11 @@ GPU_DECODE_ROWS = 20_000
 def decode_rows(device: torch.device) -> int:
     """Rows the importance-weighted bound decodes per call when `eval.decode_batch` is null.
 
-    On a CPU, 2048 rows (x 784 logits, 6.4 MB) was the fastest size measured with
-    benchmarks/iw_eval.py (docs/performance.md, "The importance-weighted bound against
-    the decoder alone"), with the earlier softplus log-density scoring whole chunks:
-    4096 rows took 8-27% longer in four of six runs and 20,000 rows 41% longer. The
-    likelihood now scores slices of a chunk (`VAE.log_px_z`); the size was not re-tuned
-    since. A GPU wants large calls.
+    On a CPU, 2048 rows (x 784 logits, 6.4 MB): a chunk whose logits and activations stay
+    in the cache, the fastest size benchmarks/iw_eval.py found while the likelihood still
+    scored whole chunks (`VAE.log_px_z` now scores slices; the size was not re-tuned
+    since). A GPU wants large calls: 20,000 rows. The measurements: docs/performance.md,
+    "Measurements behind the code's defaults".
     """
     return CPU_DECODE_ROWS if device.type == "cpu" else GPU_DECODE_ROWS
 
@@ -186,9 +185,9 @@ class VAE(L.LightningModule):
         On a CPU, scored a slice of the images at a time, about `CPU_SCORE_ROWS` rows a
         slice: the likelihood makes several passes over its rows (Bernoulli: |l|, a
         sigmoid, products, x . l), and a slice of them stays in the core's cache between
-        passes where a whole chunk (2048 rows x 784, 6.4 MB) goes back to memory. Measured
-        with benchmarks/iw_eval.py (docs/performance.md): evaluate took 1.20-1.21x the time
-        spent in its decoder calls in 512-row slices, 1.24-1.32x in whole chunks.
+        passes where a whole chunk (2048 rows x 784, 6.4 MB) goes back to memory. On a GPU
+        the chunk is scored whole. The measurements: docs/performance.md, "Measurements
+        behind the code's defaults".
         """
         n, images = params.shape[0], params.shape[1]
         one_x_per_image = params.dim() == x.dim() + 1 and x.shape[0] == images
@@ -327,8 +326,8 @@ class VAE(L.LightningModule):
         """Whether Lightning will write step metrics after this training step.
 
         Lightning writes them every `log_every_n_steps`, but each `self.log` call costs
-        about 0.5 ms of bookkeeping on every step (measured: 2 ms of a 7 ms MLP step), so
-        the step skips the calls whose values would be thrown away.
+        bookkeeping on every step (docs/performance.md, "Per-step logging"), so the step
+        skips the calls whose values would be thrown away.
         """
         trainer = self._trainer
         if trainer is None:

@@ -18,12 +18,10 @@ def apply_wait_policy(policy: str | None) -> None:
     torch's intra-op threads are OpenMP threads, one per core by default, and by default
     they spin for a while at every barrier. Alone on its cores that is fastest. When other
     work shares the cores (a second run, a test suite), a spinning thread burns the time
-    slice of the thread it waits for, and every parallel op stalls. Measured with
-    benchmarks/side_by_side.py on 2 cores (docs/performance.md, "Two runs on one machine"):
-    with a second, identical run beside it, a run took 12.9x as long per epoch as it did
-    alone on the one core left to it with OpenMP's default waits (null: spin 300,000 times,
-    then sleep), 3.1x with ACTIVE (spin without end), 1.3x with passive waits; alone on
-    both cores, passive waits cost it 13-24%.
+    slice of the thread it waits for, and every parallel op stalls; passive waits (the
+    threads sleep at once) avoid that, at some cost to a run alone. null leaves OpenMP's
+    default (spin 300,000 times, then sleep). benchmarks/side_by_side.py measures it
+    (docs/performance.md, "Two runs on one machine").
 
     OMP_WAIT_POLICY set in the environment wins over the config. The OpenMP runtime reads
     the variable once, when torch loads, so this acts only in a process that has not
@@ -57,8 +55,8 @@ def apply_runtime(cfg: DictConfig) -> None:
     import torch
 
     # Denormal floats (below ~1e-38) appear in Adam's state and activations as training
-    # goes on and are slow on CPUs: measured here, a plain MLP epoch went from 2.3 s to
-    # 3.2 s by the third epoch without this. Flushing them to zero costs no accuracy.
+    # goes on and are slow on CPUs, so epochs slow down as training goes on
+    # (docs/performance.md). Flushing them to zero costs no accuracy.
     torch.set_flush_denormal(cfg.runtime.flush_denormal)
     if cfg.runtime.num_threads is not None:
         torch.set_num_threads(cfg.runtime.num_threads)
@@ -73,9 +71,8 @@ def stop_nvml_polling(device_type: str) -> None:
     asking whether there is a GPU never initializes CUDA (which would break fork()). With
     it set, and CUDA never initialized, every `torch.cuda.is_available()` tries to load
     NVML through ctypes again, and torch's optimizers ask on every `step()`
-    (`Optimizer._accelerator_graph_capture_health_check`). Measured with timeit on the
-    2-core CPU machine: 91-118 us per call with the variable set, 1.7 us without; found
-    with py-spy as 7% of a small model's training step. A CUDA build of torch on a machine
+    (`Optimizer._accelerator_graph_capture_health_check`), a cost py-spy found in a small
+    model's training step (docs/performance.md). A CUDA build of torch on a machine
     without a GPU (the usual pip install) pays it on every step; the plain loop a user
     writes, without Lightning, does not.
 

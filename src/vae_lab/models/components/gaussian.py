@@ -3,11 +3,8 @@
 It is a `torch.distributions` object: `Independent(Normal(mean, std), 1)`, so `rsample`,
 `log_prob` (summed over the D latent dims) and `kl_divergence` come from torch. Argument
 validation is off (`validate_args=False`): its checks read tensors back to the host, a
-sync per step on a GPU. Measured against the hand-written Gaussian this project had
-before (rsample and closed-form KL, forward and backward, B = 128, D = 16, one thread,
-best of 30 trials on the shared 2-core CPU machine): 786 us against 751 us, within the
-noise of that machine and small next to a 5-7 ms training step, so the hand-written one
-was dropped.
+sync per step on a GPU. It replaced a hand-written Gaussian that was no faster
+(docs/performance.md, "Measurements behind the code's defaults").
 """
 
 from __future__ import annotations
