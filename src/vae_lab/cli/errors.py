@@ -54,13 +54,17 @@ def brief(error: BaseException, limit: int = 300) -> str:
 
 
 def chain(error: BaseException) -> Iterator[BaseException]:
-    """`error`, then its cause (or the exception it was raised while handling), and so on."""
+    """`error`, then its cause (or the exception it was raised while handling, unless it
+    was raised `from None`), and so on: the chain a traceback would show."""
     seen: set[int] = set()
     link: BaseException | None = error
     while link is not None and id(link) not in seen:
         seen.add(id(link))
         yield link
-        link = link.__cause__ or link.__context__
+        if link.__cause__ is not None or link.__suppress_context__:
+            link = link.__cause__
+        else:
+            link = link.__context__
 
 
 def is_environment_error(error: BaseException) -> bool:

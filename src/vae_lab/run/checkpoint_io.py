@@ -48,7 +48,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             fault = os_error_in(e)
             if fault is None:
                 raise
-            raise OSError(fault.errno, fault.strerror, str(target)) from e
+            raise OSError(fault.errno, fault.strerror, str(target)) from None
 
 
 def _write(checkpoint: dict[str, Any], target: Path) -> None:

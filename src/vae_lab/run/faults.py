@@ -52,14 +52,10 @@ def stopped_by(error: BaseException, run_dir: Path) -> UserError | None:
     fault = os_error_in(error)
     if fault is None:
         return None
-    # The outermost error naming a file names it best: the checkpoint writer's names the
-    # checkpoint, where the OSError under it names its temporary file or nothing.
-    named = (
-        e.filename
-        for e in chain(error)
-        if isinstance(e, OSError) and is_environment_error(e) and e.filename
-    )
-    where = os.fsdecode(next(named, None) or run_dir)
+    # Where the first fault happened; an OSError of a write often names no file (that of a
+    # log or event file's write), and then the error raised over it may.
+    met = [e for e in chain(error) if isinstance(e, OSError) and is_environment_error(e)]
+    where = os.fsdecode(next((e.filename for e in reversed(met) if e.filename), run_dir))
     what, fix = _MEANING.get(fault.errno or 0, _OTHER)
     last = run_dir / CHECKPOINT
     if os.path.isfile(last):

@@ -45,7 +45,7 @@ def replaced_whole(path: Path) -> Iterator[Path]:
         fault = os_error_in(e)
         if fault is None:
             raise
-        raise OSError(fault.errno, fault.strerror, str(path)) from e
+        raise OSError(fault.errno, fault.strerror, str(path)) from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
