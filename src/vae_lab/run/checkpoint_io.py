@@ -44,11 +44,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException as e:
             # A full disk or a read-only directory reaches us as torch's RuntimeError
             # ("[enforce fail at inline_container.cc:...]"), or as an OSError naming the
-            # temporary file: raised again as the OSError it is, naming the checkpoint.
+            # temporary file or nothing: raised again as the OSError it is, naming the
+            # checkpoint.
             fault = os_error_in(e)
             if fault is None:
                 raise
-            raise OSError(fault.errno, fault.strerror, str(target)) from None
+            named = fault.filename and not is_leftover(Path(os.fsdecode(fault.filename)))
+            where = fault.filename if named else str(target)  # the checkpoints directory, say
+            raise OSError(fault.errno, fault.strerror, where) from None
 
 
 def _write(checkpoint: dict[str, Any], target: Path) -> None:

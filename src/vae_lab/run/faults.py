@@ -29,7 +29,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from vae_lab.cli.errors import UserError, chain, is_environment_error, os_error_in
+from vae_lab.cli.errors import (
+    UserError,
+    chain,
+    from_os_error,
+    is_environment_error,
+    os_error_in,
+)
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"  # what `ckpt_path=<run dir>` resumes from
 
@@ -41,7 +47,6 @@ _MEANING = {
     errno.EACCES: ("permission denied", "make the directory writable for this user"),
     errno.EPERM: ("permission denied", "make the directory writable for this user"),
 }
-_OTHER = ("the file system refused a write", "put the run directory back as it was")
 
 _met: list[OSError] = []  # faults of the log file, kept for `raise_if_met`
 
@@ -52,11 +57,13 @@ def stopped_by(error: BaseException, run_dir: Path) -> UserError | None:
     fault = os_error_in(error)
     if fault is None:
         return None
+    if fault.errno not in _MEANING:  # a file where a directory should be: not to wait out
+        return from_os_error(fault)
     # Where the first fault happened; an OSError of a write often names no file (that of a
     # log or event file's write), and then the error raised over it may.
     met = [e for e in chain(error) if isinstance(e, OSError) and is_environment_error(e)]
     where = os.fsdecode(next((e.filename for e in reversed(met) if e.filename), run_dir))
-    what, fix = _MEANING.get(fault.errno or 0, _OTHER)
+    what, fix = _MEANING[fault.errno]
     last = run_dir / CHECKPOINT
     if os.path.isfile(last):
         kept = f"its last good checkpoint is kept: {last}"

@@ -34,7 +34,7 @@ def replaced_whole(path: Path) -> Iterator[Path]:
     """A temporary path beside `path` for the block to write; renamed over `path` when the
     block ends, removed when it fails, so a reader never sees a half-written file and a
     failed write leaves the old one. A full disk or a read-only directory is raised as an
-    OSError naming `path`."""
+    OSError naming `path` (not the temporary file)."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         yield tmp
@@ -45,7 +45,8 @@ def replaced_whole(path: Path) -> Iterator[Path]:
         fault = os_error_in(e)
         if fault is None:
             raise
-        raise OSError(fault.errno, fault.strerror, str(path)) from None
+        where = fault.filename if fault.filename not in (None, str(tmp)) else str(path)
+        raise OSError(fault.errno, fault.strerror, where) from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
