@@ -37,8 +37,6 @@ from vae_lab.cli.errors import (
     os_error_in,
 )
 
-CHECKPOINT = Path("checkpoints") / "last.ckpt"  # what `ckpt_path=<run dir>` resumes from
-
 # What happened, and what to do about it, by errno.
 _MEANING = {
     errno.ENOSPC: ("the disk is full", "free some space on that disk"),
@@ -64,7 +62,9 @@ def stopped_by(error: BaseException, run_dir: Path) -> UserError | None:
     met = [e for e in chain(error) if isinstance(e, OSError) and is_environment_error(e)]
     where = os.fsdecode(next((e.filename for e in reversed(met) if e.filename), run_dir))
     what, fix = _MEANING[fault.errno]
-    last = run_dir / CHECKPOINT
+    from vae_lab.run.checkpoints import LAST  # torch and the model: only once a run stopped
+
+    last = run_dir / LAST  # what `ckpt_path=<run dir>` resumes from
     if os.path.isfile(last):
         kept = f"its last good checkpoint is kept: {last}"
         then = f"then resume with: {resume_command(run_dir)}"
