@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from tests.conftest import ComposeFn
+from vae_lab.callbacks.disk_faults import DiskFaultGuard
 from vae_lab.callbacks.divergence import DivergenceGuard
 from vae_lab.callbacks.early_stopping import WarmupEarlyStopping
 from vae_lab.callbacks.images import ImageGrids
@@ -73,7 +74,8 @@ DEFAULT_CALLBACKS = {
     ModelCheckpoint, ImageGrids, TQDMProgressBar, ModelSummary, LatentPictures, EmbeddingProjector,
     WarmupEarlyStopping,  # off (patience null) unless configured, but always present
 }  # fmt: skip
-ALWAYS = {DivergenceGuard, RNGState}  # not optional: a run must stop on NaN and resume exactly
+# not optional: a run must stop on NaN or a log file it cannot write, and resume exactly
+ALWAYS = {DivergenceGuard, DiskFaultGuard, RNGState}
 
 
 @pytest.mark.parametrize(

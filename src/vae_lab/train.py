@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli.entry import command
-from vae_lab.cli.errors import TrainingDiverged, UserError, from_os_error
+from vae_lab.cli.errors import TrainingDiverged, UserError
 from vae_lab.config import validate
 from vae_lab.run.runtime import apply_runtime, apply_wait_policy, stop_nvml_polling
 from vae_lab.run.slurm import explain_missing_accounting, register_resolvers, resume_if_requeued
@@ -79,19 +79,33 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from lightning.pytorch.utilities import rank_zero_only
 
     from vae_lab.run import directory as run_dirs
+    from vae_lab.run import faults
 
     run_dir = Path(cfg.paths.output_dir)
     if getattr(rank_zero_only, "rank", 0) != 0:  # under DDP every rank runs this function
         return _fit_and_test(cfg, run_dir, resume)
     run_dirs.prepare(run_dir)
-    with run_dirs.held(run_dir):
-        try:
+    try:
+        with run_dirs.held(run_dir), faults.watched():
+            _remove_partial_checkpoints(run_dir)
             return _fit_and_test(cfg, run_dir, resume)
-        except OSError as e:  # a full disk or a directory taken away mid-run
-            user_error = from_os_error(e)
-            if user_error is None:
-                raise
-            raise user_error from e
+    except UserError:
+        raise
+    except Exception as e:  # a full disk, a directory turned read-only, in whatever guise
+        stopped = faults.stopped_by(e, run_dir)
+        if stopped is None:
+            raise
+        raise stopped from e
+
+
+def _remove_partial_checkpoints(run_dir: Path) -> None:
+    """Remove the temporary files of checkpoint writes that a killed run left (under the
+    run directory's lock: no other process writes there)."""
+    from vae_lab.run.checkpoint_io import remove_leftovers
+
+    removed = remove_leftovers(run_dir / "checkpoints")
+    if removed:
+        log.info("Removed %d partial checkpoint file(s) a stopped run left", len(removed))
 
 
 def _resolved(cfg: DictConfig) -> dict[str, Any]:
@@ -110,6 +124,9 @@ class Parts:
 def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict[str, Any]:
     from lightning.pytorch.utilities import rank_zero_only
 
+    from vae_lab.run import faults
+    from vae_lab.run.outputs import write_text_atomic
+
     quiet_lightning()
     config = _resolved(cfg)
     parts = build_parts(cfg, config, resume)
@@ -126,7 +143,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict
         )
     # Written once the run is known to start, so a failed resume leaves its run as it was.
     if getattr(rank_zero_only, "rank", 0) == 0:
-        OmegaConf.save(config, run_dir / "config.yaml")
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(config))
         if resume is not None:  # the run is no longer complete: no stale result may remain
             (run_dir / "metrics.json").unlink(missing_ok=True)
     try:
@@ -137,6 +154,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, resume: Resume | None) -> dict
             write_diverged(parts.trainer, run_dir, e)
         raise
     summary = _summary(parts, config, run_dir, best, metrics)
+    faults.raise_if_met()  # the log file failed after the test's end: not complete
     if parts.trainer.is_global_zero:
         write_completed(parts.trainer, config, run_dir, summary)
     return summary
@@ -258,12 +276,13 @@ def _summary(
 def write_completed(
     trainer: L.Trainer, config: dict[str, Any], run_dir: Path, summary: dict[str, Any]
 ) -> None:
-    """`metrics.json`, the hparams tab with the final metrics, and a few lines on the console."""
+    """The hparams tab with the final metrics, then `metrics.json` (last: it says the run
+    completed), and a few lines on the console."""
     from vae_lab.run.outputs import log_final_hparams, write_json_atomic
 
     test_metrics = summary["test"]
-    write_json_atomic(run_dir / "metrics.json", summary)
     log_final_hparams(trainer.loggers, config, {"val": summary["val"], "test": test_metrics})
+    write_json_atomic(run_dir / "metrics.json", summary)
     print(f"\nRun directory: {run_dir}")
     print(f"Test ELBO: {test_metrics.get('elbo', float('nan')):.2f} nats per image")
     if "bpd_8bit" in test_metrics:
@@ -282,14 +301,16 @@ def build_callbacks(cfg: DictConfig) -> list[Any]:
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ProgressBar
 
+    from vae_lab.callbacks.disk_faults import DiskFaultGuard
     from vae_lab.callbacks.divergence import DivergenceGuard
     from vae_lab.callbacks.rng_state import RNGState
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if cfg.trainer.enable_progress_bar is False:  # else Lightning refuses the bar callback
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    # A diverged run must stop, and a resumed one must draw the same noise.
-    return [*callbacks, DivergenceGuard(), RNGState()]
+    # A diverged run must stop, one whose log file fails too, and a resumed one must draw
+    # the same noise.
+    return [*callbacks, DivergenceGuard(), DiskFaultGuard(), RNGState()]
 
 
 def _build_logger(node: DictConfig, resume: Resume | None) -> Any:

@@ -12,6 +12,7 @@ from torchvision.utils import save_image
 
 from vae_lab.evaluation import pictures
 from vae_lab.models.vae import VAE
+from vae_lab.run.outputs import replaced_whole
 
 
 class ImageGrids(L.Callback):
@@ -55,4 +56,5 @@ class ImageGrids(L.Callback):
         out_dir = Path(trainer.default_root_dir) / "images"
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, grid in grids.items():
-            save_image(grid, out_dir / f"{name}.png")
+            with replaced_whole(out_dir / f"{name}.png") as tmp:  # never half a picture
+                save_image(grid, tmp, format="png")

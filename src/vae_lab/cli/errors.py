@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from collections.abc import Iterator
 from typing import NoReturn
 
 USER_ERROR_EXIT = 2
@@ -50,6 +51,35 @@ def brief(error: BaseException, limit: int = 300) -> str:
     """An exception's message as one line of at most `limit` characters (its type if empty)."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def chain(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then its cause (or the exception it was raised while handling, unless it
+    was raised `from None`), and so on: the chain a traceback would show."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        if link.__cause__ is not None or link.__suppress_context__:
+            link = link.__cause__
+        else:
+            link = link.__context__
+
+
+def is_environment_error(error: BaseException) -> bool:
+    """Whether `error` is an OSError of a path or the machine, not of a bug of ours."""
+    return isinstance(error, OSError) and error.errno in _ENVIRONMENT_ERRNOS
+
+
+def os_error_in(error: BaseException) -> OSError | None:
+    """The OSError of a path or the machine (a full disk, a read-only file system, a denied
+    permission) behind `error`, or None: `error` itself or one in its chain, the deepest,
+    which happened first. Such an error often surfaces as another type: torch's zip writer
+    raises a RuntimeError over the OSError its write met, Lightning's TensorBoard logger a
+    ValueError over its writer's."""
+    found = [e for e in chain(error) if isinstance(e, OSError) and is_environment_error(e)]
+    return found[-1] if found else None
 
 
 def from_os_error(error: OSError) -> UserError | None:

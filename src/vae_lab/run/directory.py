@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from vae_lab.cli.errors import UserError
@@ -57,5 +57,8 @@ def held(run_dir: Path) -> Iterator[None]:
             yield
         finally:
             # Removed while still locked: a process that opens the name afterwards makes a
-            # new file and its own lock, one that opened it before finds it locked.
-            lock.unlink(missing_ok=True)
+            # new file and its own lock, one that opened it before finds it locked. In a
+            # directory turned read-only it stays, unlocked, and is harmless: the error
+            # that stopped the run is the one to report.
+            with suppress(OSError):
+                lock.unlink(missing_ok=True)

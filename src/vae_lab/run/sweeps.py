@@ -15,6 +15,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +105,17 @@ def record_failure(run_dir: Path, job: str, error: Exception) -> JobFailed:
     if not isinstance(error, (JobFailed, TrainingDiverged)):  # these wrote their own
         # Written here rather than with vae_lab.run.outputs, which imports Lightning: a job that
         # fails its value check should not pay seconds of imports to say so.
-        run_dir.mkdir(parents=True, exist_ok=True)
         failed = {"status": "failed", "error": message, "run_dir": str(run_dir)}
         tmp = run_dir / ".metrics.json.tmp"
-        tmp.write_text(json.dumps(failed, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, run_dir / "metrics.json")  # a reader never sees half a file
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(failed, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, run_dir / "metrics.json")  # a reader never sees half a file
+        except OSError as e:  # the full disk or read-only directory that stopped the job
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            log.error("error: job %s failed: %s", job, message)
+            return JobFailed(f"error: job {job} failed: {message} (not recorded: {e})")
     log.error("error: job %s failed: %s", job, message)
     return JobFailed(f"error: job {job} failed: {message} (see {run_dir / 'metrics.json'})")
 
