@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_lab.cli.entry import CONFIG_DIR
 from vae_lab.cli.errors import UserError
-from vae_lab.config import validate
+from vae_lab.config.checks import validate
 from vae_lab.models.build import build_vae
 
 pytestmark = pytest.mark.usefixtures("one_thread")

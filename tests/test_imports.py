@@ -12,7 +12,10 @@ way is not counted as imported (the arrows are the ones the code writes).
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
+
+import pytest
 
 PACKAGE = "vae_lab"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -146,3 +149,13 @@ def test_the_models_maths_and_its_components_import_no_lightning() -> None:
     for name in names:
         lightning = {n for n in imported_names(name, known[name]) if n.split(".")[0] == "lightning"}
         assert not lightning, f"{name} imports {sorted(lightning)}"
+
+
+def test_a_name_that_left_vae_lab_config_says_in_one_line_where_it_is_now() -> None:
+    import vae_lab.config
+
+    for name, module in vae_lab.config.MOVED.items():
+        with pytest.raises(ImportError, match=rf"^vae_lab.config.{name} is now {module}.{name}$"):
+            exec(f"from vae_lab.config import {name}", {})
+        assert hasattr(importlib.import_module(module), name)
+    assert vae_lab.config.MODEL_GROUPS is vae_lab.config.schemas.MODEL_GROUPS  # re-exported

@@ -22,7 +22,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli.errors import UserError, report_and_exit
-from vae_lab.config import register_schemas
+from vae_lab.config.store import register_schemas
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "configs")
 

@@ -19,7 +19,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from vae_lab.cli.errors import UserError
-from vae_lab.config import MODEL_GROUPS
+from vae_lab.config.schemas import MODEL_GROUPS
 
 
 def _class_of(node: Any) -> type | None:

@@ -23,7 +23,8 @@ MOVED = {
     "vae_lab.runtime": "vae_lab.run.runtime",
     "vae_lab.slurm": "vae_lab.run.slurm",
     "vae_lab.sweeps": "vae_lab.run.sweeps",
-    "vae_lab.checkpoint_job": "vae_lab.cli.checkpoint_job",
+    "vae_lab.checkpoint_job": "vae_lab.config.schemas",
+    "vae_lab.cli.checkpoint_job": "vae_lab.config.schemas",
     "vae_lab.errors": "vae_lab.cli.errors",
     "vae_lab.hydra_errors": "vae_lab.cli.hydra_errors",
 }
