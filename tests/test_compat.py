@@ -64,7 +64,7 @@ def _config(nodes: Nodes, combination: tuple) -> DictConfig:
             cfg.model.encoder, cfg.model.decoder = node.encoder, node.decoder
         else:
             cfg[group] = node
-    cfg.kl_schedule.free_bits = free_bits
+    cfg.objective.free_bits = free_bits
     return cfg
 
 
@@ -86,9 +86,7 @@ def test_every_combination_builds_and_trains_or_is_refused_in_one_line(nodes: No
                 if objective == "iwae"
                 else {"mog": "MixtureOfGaussians", "vampprior": "VampPrior"}[prior]
             )
-            assert (
-                "\n" not in message and "kl_schedule.free_bits=0.5" in message and other in message
-            )
+            assert "\n" not in message and "objective.free_bits=0.5" in message and other in message
             refused.append(combination)
             continue
         validate(cfg)

@@ -19,10 +19,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab.cli.errors import UserError
+from vae_lab.cli.errors import UserError, renamed_key
 from vae_lab.config.schemas import (
     BINARIZE_CHOICES,
     MAX_SEED,
+    RENAMED_KEYS,
     SPLITS,
     VAL_SPLIT_CHOICES,
     ModelConfig,
@@ -57,6 +58,16 @@ def check_eval(eval_cfg: DictConfig, min_k: int = 0) -> None:
         )
 
 
+def _no_renamed_keys(cfg: DictConfig) -> None:
+    """A key that moved (`RENAMED_KEYS`), added with `+` or by a config file of the user's,
+    is refused with one line naming the new one, before its part is built."""
+    for old, new in RENAMED_KEYS.items():
+        parent, _, key = old.rpartition(".")
+        node = OmegaConf.select(cfg, parent)
+        if isinstance(node, DictConfig) and key in node:
+            raise renamed_key(old, new)
+
+
 def _no_unread_keys(cfg: DictConfig) -> None:
     """`+key=value` adds any key; where nothing would read it, the user's intent would be
     silently lost (`+lr=0.1` sets no learning rate), so it is refused."""
@@ -83,6 +94,7 @@ def validate(cfg: DictConfig) -> None:
     except OmegaConfBaseException as e:
         where = getattr(e, "full_key", None) or "the config"
         raise UserError(f"{where} cannot be resolved: {str(e).strip().splitlines()[0]}") from e
+    _no_renamed_keys(cfg)
     _no_unread_keys(cfg)
     check_model_config(cfg)
     if cfg.latent_dim < 1:

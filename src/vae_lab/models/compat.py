@@ -4,7 +4,7 @@ read or part built, so a pair that cannot work stops the run with one line namin
 What the checks read is declared by the parts themselves (class attributes and
 constructor arguments), so a new part joins them with no edit here:
 
-- `kl_schedule.free_bits` floors a KL term per latent dim: it needs an objective with a KL
+- `objective.free_bits` floors a KL term per latent dim: it needs an objective with a KL
   term (`Objective.has_kl_term`) and a prior whose KL splits by dim (`Prior.per_dim_kl`);
 - a conditioning that conditions (`conditions = True`) needs an encoder and a decoder
   that take a `condition_dim` argument.
@@ -47,21 +47,21 @@ def _require_targets(cfg: DictConfig) -> None:
 
 
 def _check_free_bits(cfg: DictConfig) -> None:
-    free_bits = cfg.kl_schedule.get("free_bits") or 0
+    free_bits = cfg.objective.get("free_bits") or 0
     if not free_bits > 0:
         return
     objective, prior = _class_of(cfg.objective), _class_of(cfg.prior)
     if objective is not None and not getattr(objective, "has_kl_term", True):
         raise UserError(
-            f"kl_schedule.free_bits={free_bits} does not go with the objective "
+            f"objective.free_bits={free_bits} does not go with the objective "
             f"{objective.__name__}: it has no KL term of its own to floor; set "
-            "kl_schedule.free_bits=0, or use objective=elbo"
+            "objective.free_bits=0, or use objective=elbo"
         )
     if prior is not None and not getattr(prior, "per_dim_kl", False):
         raise UserError(
-            f"kl_schedule.free_bits={free_bits} does not go with the prior {prior.__name__}: "
+            f"objective.free_bits={free_bits} does not go with the prior {prior.__name__}: "
             "the floor is per latent dim, and its KL to the posterior does not split by dim; "
-            "set kl_schedule.free_bits=0, or use prior=standard_normal"
+            "set objective.free_bits=0, or use prior=standard_normal"
         )
 
 
