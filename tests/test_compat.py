@@ -116,3 +116,24 @@ class PlainEncoder(torch.nn.Module):
 
     def __init__(self, input_shape: list[int], latent_dim: int) -> None:
         super().__init__()
+
+
+def test_a_decoder_that_takes_the_old_input_shape_is_refused_with_the_new_name(
+    nodes: Nodes,
+) -> None:
+    cfg = _config(nodes, ("mlp", "standard_normal", "elbo", "constant", "none", 0.0))
+    cfg.model.decoder = {"_target_": "tests.test_compat.OldDecoder"}
+    with pytest.raises(
+        UserError,
+        match=r"model.decoder OldDecoder takes input_shape, .*"
+        r"a decoder now takes output_shape",
+    ) as error:
+        validate(cfg)
+    assert "\n" not in str(error.value)
+
+
+class OldDecoder(torch.nn.Module):
+    """A decoder written when decoders took the image's shape."""
+
+    def __init__(self, input_shape: list[int], latent_dim: int) -> None:
+        super().__init__()

@@ -7,7 +7,9 @@ constructor arguments), so a new part joins them with no edit here:
 - `objective.free_bits` floors a KL term per latent dim: it needs an objective with a KL
   term (`Objective.has_kl_term`) and a prior whose KL splits by dim (`Prior.per_dim_kl`);
 - a conditioning that conditions (`conditions = True`) needs an encoder and a decoder
-  that take a `condition_dim` argument.
+  that take a `condition_dim` argument;
+- a decoder takes `output_shape`, the shape of the likelihood's parameters per image; one
+  that still takes `input_shape`, the name before, is refused with the new name.
 """
 
 from __future__ import annotations
@@ -79,9 +81,24 @@ def _check_conditioning(cfg: DictConfig) -> None:
             )
 
 
+def _check_decoder(cfg: DictConfig) -> None:
+    decoder = _class_of(cfg.model.decoder)
+    if decoder is None:
+        return
+    takes = inspect.signature(decoder).parameters
+    if "input_shape" in takes and "output_shape" not in takes:
+        raise UserError(
+            f"model.decoder {decoder.__name__} takes input_shape, which decoders took before "
+            "likelihoods said how many numbers a pixel needs; a decoder now takes "
+            "output_shape, the shape of its output (the image's channels times the "
+            "likelihood's params_per_pixel, H, W): rename the argument"
+        )
+
+
 def check_model_config(cfg: DictConfig) -> None:
     """Raise a one-line UserError for a missing part or a pair of parts that do not go
     together; return quietly otherwise."""
     _require_targets(cfg)
     _check_free_bits(cfg)
     _check_conditioning(cfg)
+    _check_decoder(cfg)

@@ -71,7 +71,7 @@ CPU_SCORE_ROWS = 512
 class VAEOutput(NamedTuple):
     posterior: Independent  # q(z|x), batch (B,), event (D,)
     z: torch.Tensor  # one reparameterized sample, (B, D)
-    params: torch.Tensor  # decoder output: the likelihood's parameters, (B, C, H, W)
+    params: torch.Tensor  # decoder output, (B, C * params_per_pixel, H, W)
 
 
 class VAECore(nn.Module):
@@ -175,7 +175,8 @@ class VAECore(nn.Module):
         return LogWeights(z, log_px_z, self.prior.log_prob(z), posterior.log_prob(z))
 
     def log_px_z(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """log p(x|z_i) for decoder output params (n, B, C', H, W) at n draws: (n, B).
+        """log p(x|z_i) for decoder output params (n, B, C * P, H, W) at n draws (P: the
+        likelihood's `params_per_pixel`): shape (n, B).
 
         On a CPU, scored a slice of the images at a time, about `CPU_SCORE_ROWS` rows a
         slice: the likelihood makes several passes over its rows (Bernoulli: |l|, a
