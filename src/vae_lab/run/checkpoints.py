@@ -160,7 +160,7 @@ def _with_groups(config: dict[str, Any]) -> dict[str, Any]:
     }
     config["model"] = model
     config["module"] = {"_target_": "vae_lab.models.vae.VAE"}
-    config["objective"] = {"_target_": f"{_PARTS}.objectives.ELBO"}
+    config["objective"] = {"_target_": f"{_PARTS}.objectives.ELBO", "free_bits": 0.0}
     schedule = f"{_PARTS}.kl_schedules.ConstantKL"
     config["kl_schedule"] = {"_target_": schedule, "beta": config.get("beta", 1.0)}
     config["conditioning"] = {"_target_": f"{_PARTS}.conditioning.NoConditioning"}
