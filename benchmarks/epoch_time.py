@@ -88,7 +88,7 @@ def plain_run(model: str, epochs: int, flush_denormal: bool = True, device: str 
     shape = list(images.shape[1:])
     torch.manual_seed(0)
     encoder = instantiate(cfg.model.encoder, input_shape=shape, _convert_="all").to(device)
-    decoder = instantiate(cfg.model.decoder, input_shape=shape, _convert_="all").to(device)
+    decoder = instantiate(cfg.model.decoder, output_shape=shape, _convert_="all").to(device)
     params = [*encoder.parameters(), *decoder.parameters()]
     optimizer = torch.optim.Adam(params, lr=cfg.optimizer.lr)
     batch_size = cfg.data.batch_size

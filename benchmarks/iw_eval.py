@@ -40,7 +40,8 @@ from vae_lab.data.batches import IndexBatches
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
 from vae_lab.evaluation.metrics import evaluate
 from vae_lab.models.build import build_vae
-from vae_lab.models.vae import VAE, decode_rows
+from vae_lab.models.core import decode_rows
+from vae_lab.models.vae import VAE
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_lab.cli.entry import CONFIG_DIR
 from vae_lab.cli.errors import UserError
-from vae_lab.config import validate
+from vae_lab.config.checks import validate
 from vae_lab.models.build import build_vae
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,7 +64,7 @@ def _config(nodes: Nodes, combination: tuple) -> DictConfig:
             cfg.model.encoder, cfg.model.decoder = node.encoder, node.decoder
         else:
             cfg[group] = node
-    cfg.kl_schedule.free_bits = free_bits
+    cfg.objective.free_bits = free_bits
     return cfg
 
 
@@ -86,9 +86,7 @@ def test_every_combination_builds_and_trains_or_is_refused_in_one_line(nodes: No
                 if objective == "iwae"
                 else {"mog": "MixtureOfGaussians", "vampprior": "VampPrior"}[prior]
             )
-            assert (
-                "\n" not in message and "kl_schedule.free_bits=0.5" in message and other in message
-            )
+            assert "\n" not in message and "objective.free_bits=0.5" in message and other in message
             refused.append(combination)
             continue
         validate(cfg)
@@ -115,6 +113,27 @@ def test_a_conditioning_with_an_encoder_that_cannot_take_it_is_refused(nodes: No
 
 class PlainEncoder(torch.nn.Module):
     """An encoder written without conditioning in mind."""
+
+    def __init__(self, input_shape: list[int], latent_dim: int) -> None:
+        super().__init__()
+
+
+def test_a_decoder_that_takes_the_old_input_shape_is_refused_with_the_new_name(
+    nodes: Nodes,
+) -> None:
+    cfg = _config(nodes, ("mlp", "standard_normal", "elbo", "constant", "none", 0.0))
+    cfg.model.decoder = {"_target_": "tests.test_compat.OldDecoder"}
+    with pytest.raises(
+        UserError,
+        match=r"model.decoder OldDecoder takes input_shape, .*"
+        r"a decoder now takes output_shape",
+    ) as error:
+        validate(cfg)
+    assert "\n" not in str(error.value)
+
+
+class OldDecoder(torch.nn.Module):
+    """A decoder written when decoders took the image's shape."""
 
     def __init__(self, input_shape: list[int], latent_dim: int) -> None:
         super().__init__()

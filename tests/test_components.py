@@ -33,13 +33,17 @@ ARCHITECTURES = [
 @pytest.mark.parametrize("input_shape", [(1, 28, 28), (3, 32, 32), (1, 27, 19)])
 def test_shape_contract(encoder_cls, decoder_cls, latent_dim: int, input_shape) -> None:
     encoder = encoder_cls(input_shape=input_shape, latent_dim=latent_dim)
-    decoder = decoder_cls(input_shape=input_shape, latent_dim=latent_dim)
+    decoder = decoder_cls(output_shape=input_shape, latent_dim=latent_dim)
     x = torch.rand(5, *input_shape)
     q = encoder(x)
     assert isinstance(q, Independent)
     assert q.mean.shape == log_variance(q).shape == (5, latent_dim)
     assert decoder(q.rsample()).shape == (5, *input_shape)
     assert decoder(q.rsample((3,))).shape == (3, 5, *input_shape)  # K samples of z at once
+    # two numbers per pixel (a likelihood with a per-pixel scale): twice the channels
+    channels, *side = input_shape
+    wide = decoder_cls(output_shape=(2 * channels, *side), latent_dim=latent_dim)
+    assert wide(q.rsample((3,))).shape == (3, 5, 2 * channels, *side)
 
 
 def test_gated_unit_clamp_and_init_of_the_vampprior_network() -> None:
@@ -68,7 +72,7 @@ def test_a_condition_reaches_encoder_and_decoder(encoder_cls, decoder_cls) -> No
     shape, classes = (1, 12, 12), 4
     torch.manual_seed(0)
     encoder = encoder_cls(input_shape=shape, latent_dim=3, condition_dim=classes)
-    decoder = decoder_cls(input_shape=shape, latent_dim=3, condition_dim=classes)
+    decoder = decoder_cls(output_shape=shape, latent_dim=3, condition_dim=classes)
     x, z = torch.rand(2, *shape), torch.randn(2, 3)
     one, two = torch.eye(classes)[[1, 1]], torch.eye(classes)[[2, 2]]
     assert not torch.allclose(encoder(x, one).mean, encoder(x, two).mean)

@@ -25,7 +25,8 @@ from vae_lab.callbacks.latents import EmbeddingProjector, LatentPictures
 from vae_lab.callbacks.rng_state import RNGState
 from vae_lab.cli.entry import CONFIG_DIR
 from vae_lab.cli.errors import UserError
-from vae_lab.config import TrainerConfig, validate
+from vae_lab.config.checks import validate
+from vae_lab.config.schemas import TrainerConfig
 from vae_lab.models.build import build_vae
 from vae_lab.models.components.mlp import MLPDecoder, MLPEncoder
 from vae_lab.models.vae import VAE

@@ -40,7 +40,7 @@ NEW_OPTIONS = [
     ("objective=iwae", "objective.k=3"),
     ("kl_schedule=linear", "kl_schedule.warmup_epochs=3"),
     ("kl_schedule=cyclical", "kl_schedule.cycle_epochs=1"),
-    ("kl_schedule.free_bits=0.2",),
+    ("objective.free_bits=0.2",),
     ("conditioning=label",),
 ]
 

@@ -103,3 +103,30 @@ def test_an_old_run_loads_evaluates_and_resumes(
     assert resumed["status"] == "completed" and resumed["epochs"] == 2
     assert Path(resumed["run_dir"]).resolve() == old_run.resolve()
     assert _saved_writer(old_run) == NEW_WRITER  # its checkpoints now name today's module
+
+
+def test_a_run_saved_with_free_bits_in_its_kl_schedule_loads_evaluates_and_resumes(
+    trained_run: Path, tiny_data: Path, compose_cfg: ComposeFn, tmp_path: Path
+) -> None:
+    """Before free bits moved to the objective, every run saved `kl_schedule.free_bits`."""
+    run = tmp_path / "free_bits_run"
+    shutil.copytree(trained_run, run)
+    for ckpt_file in (run / "checkpoints").glob("*.ckpt"):
+        ckpt = torch.load(ckpt_file, weights_only=True)
+        config = ckpt["hyper_parameters"]["config"]
+        config["kl_schedule"]["free_bits"] = config["objective"].pop("free_bits")
+        torch.save(ckpt, ckpt_file)
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert "free_bits" not in saved["hyper_parameters"]["config"]["objective"]
+
+    model, today = vae_lab.load(run), vae_lab.load(trained_run)
+    assert model.objective.free_bits == 0.0 and not hasattr(model.kl_schedule, "free_bits")
+    batch = (torch.rand(4, 1, 28, 28), None)
+    torch.manual_seed(0)
+    expected = today.iw_log_likelihood(batch, k=3)
+    torch.manual_seed(0)
+    torch.testing.assert_close(model.iw_log_likelihood(batch, k=3), expected)
+
+    resumed = train(compose_cfg(f"ckpt_path={run}", "latent_dim=4", "trainer.max_epochs=2"))
+    assert resumed["status"] == "completed" and resumed["epochs"] == 2
+    assert Path(resumed["run_dir"]).resolve() == run.resolve()

@@ -3,6 +3,8 @@ free bits and the schedules' weights against numbers worked out by hand."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -96,7 +98,7 @@ def test_the_elbo_with_free_bits_floors_the_kl_and_not_the_logged_terms() -> Non
     torch.manual_seed(0)
     plain = ELBO()(model, x, None, 2.0)
     torch.manual_seed(0)
-    floored = ELBO()(model, x, None, 2.0, free_bits=10.0)  # above every dim's KL here
+    floored = ELBO(free_bits=10.0)(model, x, None, 2.0)  # above every dim's KL here
     torch.testing.assert_close(floored.terms.elbo, plain.terms.elbo)
     recon = float(plain.terms.recon.mean().detach())
     assert float(floored.loss.detach()) == pytest.approx(recon + 2.0 * 3 * 10.0)
@@ -137,7 +139,9 @@ def test_cyclical_schedule_of_fu_et_al() -> None:
     [
         (lambda: LinearWarmup(warmup_epochs=0), "warmup_epochs must be a positive integer"),
         (lambda: CyclicalKL(ratio=0), "ratio must be in"),
-        (lambda: ConstantKL(free_bits=-1), "free_bits must be >= 0"),
+        (lambda: ELBO(free_bits=-1), "objective.free_bits must be >= 0"),
+        (lambda: ELBO(free_bits=math.inf), "objective.free_bits must be >= 0 and finite"),
+        (lambda: IWAE(free_bits=0.5), "the IWAE objective has no KL term for free bits"),
         (lambda: IWAE(k=0), "objective.k must be a positive integer"),
     ],
 )

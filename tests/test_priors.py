@@ -161,3 +161,33 @@ def test_without_a_closed_form_the_kl_is_a_one_sample_estimate() -> None:
     )
     torch.testing.assert_close(prior.kl(q, z).double(), by_hand.double(), atol=2e-4, rtol=1e-5)
     assert prior.kl_per_dim(q) is None  # a mixture's KL does not split by dim
+
+
+def test_the_vampprior_needs_an_encoder_function_and_no_model() -> None:
+    """Attached to a bare encoder, with no VAE anywhere: its components are that encoder's
+    posteriors at the clamped pseudo-inputs, pseudo-input k labelled k mod 3."""
+    torch.manual_seed(0)
+    encoder = MLPEncoder(SHAPE, LATENT, hidden_sizes=(16,), condition_dim=3)
+    labels_seen = []
+
+    def encode(x: torch.Tensor, labels: torch.Tensor | None) -> torch.distributions.Independent:
+        assert labels is not None
+        labels_seen.append(labels.tolist())
+        return encoder(x, F.one_hot(labels, 3).float())
+
+    prior = VampPrior(LATENT, pseudo_inputs=5)
+    prior.attach(encode=encode, input_shape=SHAPE, num_classes=3)
+    means, log_vars = prior.components()
+    assert labels_seen == [[0, 1, 2, 0, 1]]
+    u = prior.pseudo_inputs.detach().clamp(0, 1)
+    q = encoder(u, F.one_hot(torch.tensor([0, 1, 2, 0, 1]), 3).float())
+    torch.testing.assert_close(means, q.mean)
+    torch.testing.assert_close(log_vars.exp(), q.variance)
+
+
+def test_a_prior_written_for_the_old_attach_model_is_refused_in_one_line() -> None:
+    with pytest.raises(TypeError, match=r"^OldPrior.attach\(model\) is now attach\(encode, "):
+
+        class OldPrior(StandardNormalPrior):
+            def attach(self, model: object) -> None:  # type: ignore[override]
+                pass

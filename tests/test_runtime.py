@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ComposeFn, tiny_overrides
 from vae_lab.cli.errors import UserError
-from vae_lab.config import validate
+from vae_lab.config.checks import validate
 from vae_lab.run.runtime import NVML_CHECK_VAR, stop_nvml_polling
 from vae_lab.train import train
 

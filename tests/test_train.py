@@ -29,7 +29,10 @@ def _events(run_dir: Path) -> EventAccumulator:
     return events
 
 
-LIKELIHOODS = ["bernoulli", "gaussian", "gaussian_learned", "continuous_bernoulli", "logistic"]
+LIKELIHOODS = [
+    "bernoulli", "gaussian", "gaussian_learned", "gaussian_pixel_sigma", "continuous_bernoulli",
+    "logistic",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)

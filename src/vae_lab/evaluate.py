@@ -23,8 +23,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from vae_lab.cli.checkpoint_job import check_evaluate
 from vae_lab.cli.entry import command
+from vae_lab.config.checks import check_evaluate
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
-from vae_lab.cli.checkpoint_job import check_in_range, check_sample
 from vae_lab.cli.entry import command
 from vae_lab.cli.errors import UserError, from_os_error
+from vae_lab.config.checks import check_in_range, check_sample
 
 if TYPE_CHECKING:
     import torch

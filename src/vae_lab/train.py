@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli.entry import command
 from vae_lab.cli.errors import TrainingDiverged, UserError
-from vae_lab.config import validate
+from vae_lab.config.checks import validate
 from vae_lab.run.runtime import apply_runtime, apply_wait_policy, stop_nvml_polling
 from vae_lab.run.slurm import explain_missing_accounting, register_resolvers, resume_if_requeued
 from vae_lab.run.sweeps import check_metric_name, objective, run_sweep_job

@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from vae_lab.classifier import DEFAULT_DIR
 from vae_lab.cli.entry import command
 from vae_lab.cli.errors import UserError
-from vae_lab.config import DataConfig, RuntimeConfig, check_runtime
+from vae_lab.config.checks import check_runtime
+from vae_lab.config.schemas import DataConfig, RuntimeConfig
 
 if TYPE_CHECKING:
     import torch

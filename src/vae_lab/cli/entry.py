@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli.config_dir import config_dir
 from vae_lab.cli.errors import UserError, report_and_exit
-from vae_lab.config import register_schemas
+from vae_lab.config.store import register_schemas
 
 # A random token appended to output directories, so that runs started in the same second
 # never share one. A command draws it once and passes it to the launcher workers it starts

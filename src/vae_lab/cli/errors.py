@@ -97,6 +97,11 @@ def from_os_error(error: OSError) -> UserError | None:
     return UserError(f"cannot write{where}: {error.strerror}; {fix}")
 
 
+def renamed_key(old: str, new: str) -> UserError:
+    """The one line for a config key that moved (`config.schemas.RENAMED_KEYS`)."""
+    return UserError(f"{old} is now {new}; set {new}=... instead (same meaning, same values)")
+
+
 def report_and_exit(error: UserError) -> NoReturn:
     """Print `error` as a single `error: ...` line on stderr and exit with its status."""
     message = " ".join(str(error).split())  # one line, whatever the message held

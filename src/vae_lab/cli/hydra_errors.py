@@ -28,7 +28,8 @@ from hydra.errors import (
 )
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from vae_lab.cli.errors import UserError, brief, from_os_error, report_and_exit
+from vae_lab.cli.errors import UserError, brief, from_os_error, renamed_key, report_and_exit
+from vae_lab.config.schemas import RENAMED_KEYS
 
 _HYDRA_DIR = Path(hydra.__file__).resolve().parent
 _OUR_DIR = Path(__file__).resolve().parents[1]  # the vae_lab package
@@ -59,6 +60,8 @@ def _first_line(error: BaseException) -> str:
 
 def _unknown_key(full_key: str, key: str, parent: Any, command: str) -> UserError:
     """Name the key, and the nearest key of the node it was meant for if there is one."""
+    if full_key in RENAMED_KEYS:
+        return renamed_key(full_key, RENAMED_KEYS[full_key])
     keys = [str(k) for k in parent] if isinstance(parent, Mapping) else []  # a DictConfig too
     close = difflib.get_close_matches(key, keys, n=1)
     if close:

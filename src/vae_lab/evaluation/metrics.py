@@ -14,7 +14,8 @@ import torch
 
 from vae_lab.data.batches import Batch
 from vae_lab.evaluation.bits import bits_per_dim_of, not_applicable
-from vae_lab.models.vae import VAE, decode_rows
+from vae_lab.models.core import decode_rows
+from vae_lab.models.vae import VAE
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016, Sec. 5.2
 

@@ -10,9 +10,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab.cli.checkpoint_job import SPLITS
 from vae_lab.cli.errors import UserError, brief
-from vae_lab.config import DataConfig
+from vae_lab.config.schemas import SPLITS, DataConfig
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
 from vae_lab.models.vae import VAE
 from vae_lab.run import checkpoints

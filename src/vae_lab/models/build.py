@@ -13,22 +13,27 @@ from vae_lab.models.vae import VAE
 
 
 def build_vae(cfg: DictConfig, input_shape: Sequence[int], num_classes: int = 10) -> VAE:
-    """Instantiate every group of `config.MODEL_GROUPS`, the optimizer and the scheduler
-    from `cfg`, and hand the parts to the module `cfg.module` names.
+    """Instantiate every group of `config.schemas.MODEL_GROUPS`, the optimizer and the
+    scheduler from `cfg`, and hand the parts to the module `cfg.module` names.
 
-    What comes from the data rather than the config is handed in here: encoder and decoder
-    get `input_shape` (so no config hard-codes 28x28) and, when the conditioning gives
-    them a condition, its size `condition_dim`; the conditioning gets `num_classes`.
+    What comes from the data rather than the config is handed in here: the encoder gets
+    `input_shape` (so no config hard-codes 28x28), the decoder `output_shape`, the image's
+    shape with its channels times the likelihood's `params_per_pixel` (so a likelihood
+    with more numbers per pixel needs no other network), and both, when the conditioning
+    gives them a condition, its size `condition_dim`; the conditioning gets `num_classes`.
     """
     check_model_config(cfg)
     shape = list(input_shape)
     conditioning = instantiate(cfg.conditioning, num_classes=num_classes)
     sizes = {"condition_dim": conditioning.dim} if conditioning.conditions else {}
+    encoder = instantiate(cfg.model.encoder, input_shape=shape, **sizes, _convert_="all")
+    likelihood = instantiate(cfg.likelihood)
+    output_shape = [shape[0] * likelihood.params_per_pixel, *shape[1:]]
     module = instantiate(
         cfg.module,
-        encoder=instantiate(cfg.model.encoder, input_shape=shape, **sizes, _convert_="all"),
-        decoder=instantiate(cfg.model.decoder, input_shape=shape, **sizes, _convert_="all"),
-        likelihood=instantiate(cfg.likelihood),
+        encoder=encoder,
+        decoder=instantiate(cfg.model.decoder, output_shape=output_shape, **sizes, _convert_="all"),
+        likelihood=likelihood,
         prior=instantiate(cfg.prior),
         objective=instantiate(cfg.objective),
         kl_schedule=instantiate(cfg.kl_schedule),

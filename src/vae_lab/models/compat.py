@@ -4,10 +4,12 @@ read or part built, so a pair that cannot work stops the run with one line namin
 What the checks read is declared by the parts themselves (class attributes and
 constructor arguments), so a new part joins them with no edit here:
 
-- `kl_schedule.free_bits` floors a KL term per latent dim: it needs an objective with a KL
+- `objective.free_bits` floors a KL term per latent dim: it needs an objective with a KL
   term (`Objective.has_kl_term`) and a prior whose KL splits by dim (`Prior.per_dim_kl`);
 - a conditioning that conditions (`conditions = True`) needs an encoder and a decoder
-  that take a `condition_dim` argument.
+  that take a `condition_dim` argument;
+- a decoder takes `output_shape`, the shape of the likelihood's parameters per image; one
+  that still takes `input_shape`, the name before, is refused with the new name.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from vae_lab.cli.errors import UserError
-from vae_lab.config import MODEL_GROUPS
+from vae_lab.config.schemas import MODEL_GROUPS
 
 
 def _class_of(node: Any) -> type | None:
@@ -47,21 +49,21 @@ def _require_targets(cfg: DictConfig) -> None:
 
 
 def _check_free_bits(cfg: DictConfig) -> None:
-    free_bits = cfg.kl_schedule.get("free_bits") or 0
+    free_bits = cfg.objective.get("free_bits") or 0
     if not free_bits > 0:
         return
     objective, prior = _class_of(cfg.objective), _class_of(cfg.prior)
     if objective is not None and not getattr(objective, "has_kl_term", True):
         raise UserError(
-            f"kl_schedule.free_bits={free_bits} does not go with the objective "
+            f"objective.free_bits={free_bits} does not go with the objective "
             f"{objective.__name__}: it has no KL term of its own to floor; set "
-            "kl_schedule.free_bits=0, or use objective=elbo"
+            "objective.free_bits=0, or use objective=elbo"
         )
     if prior is not None and not getattr(prior, "per_dim_kl", False):
         raise UserError(
-            f"kl_schedule.free_bits={free_bits} does not go with the prior {prior.__name__}: "
+            f"objective.free_bits={free_bits} does not go with the prior {prior.__name__}: "
             "the floor is per latent dim, and its KL to the posterior does not split by dim; "
-            "set kl_schedule.free_bits=0, or use prior=standard_normal"
+            "set objective.free_bits=0, or use prior=standard_normal"
         )
 
 
@@ -79,9 +81,24 @@ def _check_conditioning(cfg: DictConfig) -> None:
             )
 
 
+def _check_decoder(cfg: DictConfig) -> None:
+    decoder = _class_of(cfg.model.decoder)
+    if decoder is None:
+        return
+    takes = inspect.signature(decoder).parameters
+    if "input_shape" in takes and "output_shape" not in takes:
+        raise UserError(
+            f"model.decoder {decoder.__name__} takes input_shape, which decoders took before "
+            "likelihoods said how many numbers a pixel needs; a decoder now takes "
+            "output_shape, the shape of its output (the image's channels times the "
+            "likelihood's params_per_pixel, H, W): rename the argument"
+        )
+
+
 def check_model_config(cfg: DictConfig) -> None:
     """Raise a one-line UserError for a missing part or a pair of parts that do not go
     together; return quietly otherwise."""
     _require_targets(cfg)
     _check_free_bits(cfg)
     _check_conditioning(cfg)
+    _check_decoder(cfg)

@@ -16,7 +16,7 @@ def apply_speedups(model: VAE, runtime: DictConfig) -> VAE:
     """Apply `runtime.channels_last` and `runtime.compile` to `model`, in place."""
     if runtime.get("channels_last"):
         # NHWC: convolutions on GPUs (tensor cores) and oneDNN prefer it. The batches follow
-        # in VAE.elbo_terms, so the first convolution does not convert its input back.
+        # in VAECore._inputs, so the first convolution does not convert its input back.
         model.to(memory_format=torch.channels_last)
         model.input_memory_format = torch.channels_last
     if runtime.get("compile"):

@@ -140,12 +140,17 @@ def load(path: str | Path) -> dict[str, Any]:
 
 
 def upgrade(config: dict[str, Any]) -> dict[str, Any]:
-    """A config saved before the model's parts had groups of their own, in today's layout:
-    the prior moves out of `model`, and the module, objective, KL schedule (constant at the
-    run's `beta`) and conditioning that such a run had are written out. What the run
-    trained is unchanged, so its weights load as they are."""
-    if "module" in config:
-        return config
+    """A saved config in today's layout: one saved before the model's parts had groups of
+    their own gets them (`_with_groups`), and keys that moved since are read under their new
+    names (`moved.moved_keys`: `kl_schedule.free_bits` -> `objective.free_bits`). What the
+    run trained is unchanged, so its weights load as they are."""
+    return moved.moved_keys(config if "module" in config else _with_groups(config))
+
+
+def _with_groups(config: dict[str, Any]) -> dict[str, Any]:
+    """A config saved before the model's parts had groups of their own: the prior moves out
+    of `model`, and the module, objective, KL schedule (constant at the run's `beta`) and
+    conditioning that such a run had are written out."""
     config = copy.deepcopy(config)
     model = dict(config.get("model") or {})
     latent = {"latent_dim": config.get("latent_dim")}
@@ -155,13 +160,9 @@ def upgrade(config: dict[str, Any]) -> dict[str, Any]:
     }
     config["model"] = model
     config["module"] = {"_target_": "vae_lab.models.vae.VAE"}
-    config["objective"] = {"_target_": f"{_PARTS}.objectives.ELBO"}
+    config["objective"] = {"_target_": f"{_PARTS}.objectives.ELBO", "free_bits": 0.0}
     schedule = f"{_PARTS}.kl_schedules.ConstantKL"
-    config["kl_schedule"] = {
-        "_target_": schedule,
-        "beta": config.get("beta", 1.0),
-        "free_bits": 0.0,
-    }
+    config["kl_schedule"] = {"_target_": schedule, "beta": config.get("beta", 1.0)}
     config["conditioning"] = {"_target_": f"{_PARTS}.conditioning.NoConditioning"}
     return config
 

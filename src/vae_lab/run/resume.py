@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vae_lab.cli.errors import UserError, brief
-from vae_lab.config import MODEL_GROUPS
+from vae_lab.config.schemas import MODEL_GROUPS
 from vae_lab.run import checkpoints
 
 # What a run trains: these must match between a checkpoint and the command resuming it

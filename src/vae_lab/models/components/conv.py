@@ -1,4 +1,5 @@
-"""Convolutional encoder and decoder; every size is worked out from `input_shape`.
+"""Convolutional encoder and decoder; every size is worked out from the image's shape
+(`input_shape`) or the decoder output's (`output_shape`).
 
 Each encoder layer is a 4x4 convolution with stride 2 and padding 1, which maps a side of
 s pixels to floor(s / 2). The decoder mirrors it with transposed convolutions (side s -> 2s,
@@ -20,15 +21,15 @@ from vae_lab.models.components.conditioning import join
 from vae_lab.models.components.gaussian import diagonal_gaussian
 
 
-def feature_sizes(input_shape: Sequence[int], n_layers: int) -> list[tuple[int, int]]:
-    """(H, W) at the input and after each of `n_layers` stride-2 convolutions."""
-    _, height, width = input_shape
+def feature_sizes(shape: Sequence[int], n_layers: int) -> list[tuple[int, int]]:
+    """(H, W) of a (C, H, W) `shape` and after each of `n_layers` stride-2 convolutions."""
+    _, height, width = shape
     sizes = [(height, width)]
     for _ in range(n_layers):
         height, width = height // 2, width // 2
         if min(height, width) < 1:
             raise ValueError(
-                f"{n_layers} stride-2 layers shrink a {tuple(input_shape[1:])} image to nothing; "
+                f"{n_layers} stride-2 layers shrink a {tuple(shape[1:])} image to nothing; "
                 "use fewer channels entries"
             )
         sizes.append((height, width))
@@ -60,28 +61,29 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """z (..., latent_dim) [and c] -> likelihood parameters (..., C, H, W) via transposed
-    convolutions; the leading dims are (B,) or (K, B) for K samples per image.
+    """z (..., latent_dim) [and c] -> likelihood parameters (..., *output_shape) via
+    transposed convolutions; the leading dims are (B,) or (K, B) for K samples per image.
 
     `channels` lists feature maps from the smallest upward, e.g. (64, 32) mirrors an encoder
-    with (32, 64); the last layer maps to the image's own channel count.
+    with (32, 64); the last layer maps to the output's channel count (the image's, times
+    the likelihood's parameters per pixel).
     """
 
     def __init__(
         self,
-        input_shape: Sequence[int],
+        output_shape: Sequence[int],
         latent_dim: int,
         channels: Sequence[int] = (64, 32),
         condition_dim: int = 0,
     ) -> None:
         super().__init__()
-        sizes = feature_sizes(input_shape, len(channels))[::-1]  # smallest first
+        sizes = feature_sizes(output_shape, len(channels))[::-1]  # smallest first
         self.start_shape = (channels[0], *sizes[0])
         self.project = nn.Sequential(
             nn.Linear(latent_dim + condition_dim, math.prod(self.start_shape)), nn.ReLU()
         )
         layers: list[nn.Module] = []
-        outs = [*channels[1:], input_shape[0]]
+        outs = [*channels[1:], output_shape[0]]
         for i, (c_in, c_out) in enumerate(zip(channels, outs, strict=True)):
             (h_in, w_in), (h_out, w_out) = sizes[i], sizes[i + 1]
             pad = (h_out - 2 * h_in, w_out - 2 * w_in)  # 0 or 1: undo the encoder's rounding

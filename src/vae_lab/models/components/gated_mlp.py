@@ -85,22 +85,22 @@ class GatedMLPEncoder(nn.Module):
 
 
 class GatedMLPDecoder(nn.Module):
-    """z [and c] -> likelihood parameters (..., *input_shape): gated dense layers, then a
+    """z [and c] -> likelihood parameters (..., *output_shape): gated dense layers, then a
     linear map (Bernoulli logits; the paper's sigmoid is the likelihood's job here)."""
 
     def __init__(
         self,
-        input_shape: Sequence[int],
+        output_shape: Sequence[int],
         latent_dim: int,
         hidden_sizes: Sequence[int] = (300, 300),
         condition_dim: int = 0,
         init: str = "he_normal",
     ) -> None:
         super().__init__()
-        self.input_shape = tuple(input_shape)
+        self.output_shape = tuple(output_shape)
         self.body = gated_stack(latent_dim + condition_dim, hidden_sizes)
-        self.out = nn.Linear(hidden_sizes[-1], math.prod(input_shape))
+        self.out = nn.Linear(hidden_sizes[-1], math.prod(output_shape))
         initialize(self, init)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        return self.out(self.body(join(z, c))).unflatten(-1, self.input_shape)
+        return self.out(self.body(join(z, c))).unflatten(-1, self.output_shape)

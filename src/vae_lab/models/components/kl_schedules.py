@@ -1,5 +1,5 @@
-"""KL schedules: the weight beta_t on the KL term at each point of training, and the
-free-bits floor under it.
+"""KL schedules: the weight beta_t on the KL term at each point of training. (The free-bits
+floor under the KL term is the objective's: `objective.free_bits`.)
 
 `weight(epoch)` takes the fractional number of epochs done (epoch e, batch i of n:
 e + i / n), so a schedule can move per epoch or per step; it depends on nothing else,
@@ -16,15 +16,12 @@ from abc import ABC, abstractmethod
 
 
 class KLSchedule(ABC):
-    """beta_t up to the target `beta`, and `free_bits`, the per-dimension KL floor in nats
-    (Kingma et al. 2016; 0 turns it off)."""
+    """beta_t up to the target `beta`."""
 
-    def __init__(self, beta: float = 1.0, free_bits: float = 0.0) -> None:
+    def __init__(self, beta: float = 1.0) -> None:
         if not 0 <= beta < math.inf:
             raise ValueError(f"beta must be >= 0 and finite, got {beta}")
-        if not 0 <= free_bits < math.inf:
-            raise ValueError(f"kl_schedule.free_bits must be >= 0 and finite, got {free_bits}")
-        self.beta, self.free_bits = beta, free_bits
+        self.beta = beta
 
     @abstractmethod
     def weight(self, epoch: float) -> float:
@@ -52,8 +49,8 @@ class LinearWarmup(KLSchedule):
     the second, the full beta from the 100th (e = 99) on.
     """
 
-    def __init__(self, beta: float = 1.0, free_bits: float = 0.0, warmup_epochs: int = 100) -> None:
-        super().__init__(beta, free_bits)
+    def __init__(self, beta: float = 1.0, warmup_epochs: int = 100) -> None:
+        super().__init__(beta)
         if (
             isinstance(warmup_epochs, bool)
             or not isinstance(warmup_epochs, int)
@@ -81,11 +78,10 @@ class CyclicalKL(KLSchedule):
     def __init__(
         self,
         beta: float = 1.0,
-        free_bits: float = 0.0,
         cycle_epochs: float = 10,
         ratio: float = 0.5,
     ) -> None:
-        super().__init__(beta, free_bits)
+        super().__init__(beta)
         if not 0 < cycle_epochs < math.inf:
             raise ValueError(f"kl_schedule.cycle_epochs must be positive, got {cycle_epochs}")
         if not 0 < ratio <= 1:

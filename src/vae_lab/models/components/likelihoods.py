@@ -1,7 +1,11 @@
 """Likelihoods p(x|z): how decoder output becomes a log-density and an image.
 
-Each takes the decoder's output `params` of shape (B, C, H, W) (or (K, B, C, H, W) for K
-samples of z) and sums log-densities over pixels, returning nats per image.
+A likelihood says how many numbers it needs per pixel (`params_per_pixel`, P); the
+builder asks the decoder for that many (`output_shape` = (C * P, H, W) for C x H x W
+images), so a likelihood with a per-pixel scale, or a mixture, needs no change to any
+network. Each takes the decoder's output `params` of shape (B, C * P, H, W) (or
+(K, B, C * P, H, W) for K samples of z) and sums log-densities over pixels, returning
+nats per image.
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ def sum_of_logs(values: torch.Tensor, group: int = 64) -> torch.Tensor:
 class Likelihood(nn.Module, ABC):
     """log p(x|z) from decoder output, and the image it stands for."""
 
+    # Decoder outputs per pixel, stacked along the channel dim: (C * params_per_pixel, H, W).
+    # A subclass whose count depends on its arguments sets it in __init__.
+    params_per_pixel: int = 1
     discrete: bool = False  # a probability mass (so -log p is a code length), not a density
     # What it is over 8-bit images, for `bpd_8bit` (vae_lab.evaluation.bits): "density", a
     # density on [0, 1] per pixel (dequantized); "levels", a mass over the 256 levels (exact);
@@ -70,11 +77,11 @@ class Likelihood(nn.Module, ABC):
 
     @abstractmethod
     def mean(self, params: torch.Tensor) -> torch.Tensor:
-        """E[x|z]: the image shown for a decoded z."""
+        """E[x|z]: the image shown for a decoded z, shape (..., C, H, W)."""
 
     @abstractmethod
     def sample(self, params: torch.Tensor) -> torch.Tensor:
-        """x ~ p(x|z): pixels drawn from the likelihood."""
+        """x ~ p(x|z): pixels drawn from the likelihood, shape (..., C, H, W)."""
 
 
 class Bernoulli(Likelihood):
@@ -198,3 +205,48 @@ class GaussianLearnedSigma(_GaussianPixels):
     def log_sigma(self) -> torch.Tensor:
         # Soft floor: min + softplus(raw) keeps a gradient everywhere, unlike clamp.
         return self.min_log_sigma + F.softplus(self.raw_log_sigma)
+
+
+class GaussianPerPixelSigma(Likelihood):
+    """Gaussian with a mean and a sigma for every pixel, both from the decoder.
+
+    The decoder gives two numbers per pixel (`params_per_pixel = 2`): the mean m_p in the
+    first C channels and an unconstrained r_p in the last C, with
+
+        log sigma_p = log min_sigma + softplus(r_p + r_0),
+
+    the soft floor of `GaussianLearnedSigma` per pixel (the density on [0, 1] is unbounded
+    as sigma -> 0), r_0 chosen so that r_p = 0 gives sigma_p = `sigma`: a decoder that
+    starts near 0 starts near sigma. The Gaussian MLP decoder of Kingma & Welling 2014
+    (Appendix C.2) likewise outputs a mean and a log-variance per dimension.
+    """
+
+    params_per_pixel = 2
+    eight_bit: EightBit = "density"  # on R: the mass it puts outside [0, 1] is simply lost
+
+    def __init__(self, sigma: float = 1.0, min_sigma: float = 1e-3) -> None:
+        super().__init__()
+        if not 0 < min_sigma < sigma:
+            raise ValueError(f"likelihood.min_sigma must be in (0, sigma), got {min_sigma}")
+        self.min_log_sigma = math.log(min_sigma)
+        self.offset = math.log(math.expm1(math.log(sigma) - self.min_log_sigma))  # r_0
+
+    def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log sigma), each (..., C, H, W), from decoder output (..., 2C, H, W)."""
+        mean, raw = params.chunk(2, dim=-3)
+        return mean, self.min_log_sigma + F.softplus(raw + self.offset)
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """sum_p log N(x_p; m_p, sigma_p^2) = -sum_p [(x_p - m_p)^2 / (2 sigma_p^2)
+        + log sigma_p + log(2 pi) / 2]; scored in float32 at least (1 / sigma^2 of half
+        precision output would overflow)."""
+        mean, log_sigma = self.split(float32_or_wider(params))
+        z = (x.to(mean.dtype) - mean) * torch.exp(-log_sigma)  # (..., C, H, W)
+        return -(0.5 * z.square() + log_sigma + HALF_LOG_2PI).flatten(-3).sum(-1)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return self.split(params)[0].clamp(0.0, 1.0)
+
+    def sample(self, params: torch.Tensor) -> torch.Tensor:
+        mean, log_sigma = self.split(params)
+        return (mean + torch.randn_like(mean) * log_sigma.exp()).clamp(0.0, 1.0)

@@ -44,19 +44,19 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """z (..., latent_dim) [and c] -> likelihood parameters (..., *input_shape), e.g.
+    """z (..., latent_dim) [and c] -> likelihood parameters (..., *output_shape), e.g.
     Bernoulli logits. The condition joins z."""
 
     def __init__(
         self,
-        input_shape: Sequence[int],
+        output_shape: Sequence[int],
         latent_dim: int,
         hidden_sizes: Sequence[int] = (256, 512),
         condition_dim: int = 0,
     ) -> None:
         super().__init__()
-        self.input_shape = tuple(input_shape)
-        self.net = mlp([latent_dim + condition_dim, *hidden_sizes, math.prod(input_shape)])
+        self.output_shape = tuple(output_shape)
+        self.net = mlp([latent_dim + condition_dim, *hidden_sizes, math.prod(output_shape)])
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(join(z, c)).unflatten(-1, self.input_shape)
+        return self.net(join(z, c)).unflatten(-1, self.output_shape)

@@ -2,13 +2,16 @@
 
 A new prior is one subclass of `Prior` and one YAML file under `configs/prior/`: it says
 how to score z (`log_prob`) and draw it (`sample`); the KL to a posterior then defaults to
-the one-sample Monte Carlo estimate log q(z|x) - log p(z) at the z the model drew.
+the one-sample Monte Carlo estimate log q(z|x) - log p(z) at the z the model drew. A prior
+made of the model's own parts gets what it needs in `attach`, never the model itself.
 """
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,8 +19,9 @@ from torch.distributions import Independent, Normal
 
 from vae_lab.models.components.gaussian import standard_normal_kl_per_dim
 
-if TYPE_CHECKING:
-    from vae_lab.models.vae import VAE
+# q(z|x, y) with gradients, for float images x (B, C, H, W) in the model's dtype and class
+# labels y (B,), or None for a model that is not class-conditional.
+Encode = Callable[[torch.Tensor, torch.Tensor | None], Independent]
 
 
 class Prior(nn.Module, ABC):
@@ -33,9 +37,22 @@ class Prior(nn.Module, ABC):
         self.latent_dim = latent_dim
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
 
-    def attach(self, model: VAE) -> None:
-        """Called once by the VAE that owns this prior, when it is built; a prior made of
-        the model's own parts (the VampPrior: its encoder) takes what it needs here."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "model" in inspect.signature(cls.attach).parameters:  # the interface it replaced
+            raise TypeError(
+                f"{cls.__name__}.attach(model) is now attach(encode, input_shape, "
+                "num_classes): a prior gets what it needs, not the model (see Prior.attach)"
+            )
+
+    def attach(
+        self, encode: Encode, input_shape: Sequence[int] | None, num_classes: int | None
+    ) -> None:
+        """Called once by the model that owns this prior, when it is built, with what a
+        prior made of the model's own parts may need (the VampPrior: all three): `encode`
+        gives q(z|x, y); `input_shape` is the images' (C, H, W), None if the model was
+        built without it; `num_classes` is the classes a class-conditional encoder takes,
+        None for one that is not. This one needs none of them."""
 
     @abstractmethod
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ equally and p(z) itself stays unconditional, as the decoder's p(x|z, y) expects.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +22,7 @@ from torch import nn
 
 from vae_lab.models.components.gaussian import log_variance
 from vae_lab.models.components.mixture import MixturePrior
-
-if TYPE_CHECKING:
-    from vae_lab.models.vae import VAE
+from vae_lab.models.components.prior import Encode
 
 
 class VampPrior(MixturePrior):
@@ -43,23 +41,23 @@ class VampPrior(MixturePrior):
         if pseudo_inputs < 1:
             raise ValueError(f"prior.pseudo_inputs must be a positive integer, got {pseudo_inputs}")
         self.n_pseudo, self.init_mean, self.init_std = pseudo_inputs, init_mean, init_std
-        self.model: VAE | None = None
+        self.encode: Encode | None = None
 
-    def attach(self, model: VAE) -> None:
-        """Make the pseudo-inputs in the shape of the model's images; score with its encoder."""
-        if model.input_shape is None:
+    def attach(
+        self, encode: Encode, input_shape: Sequence[int] | None, num_classes: int | None
+    ) -> None:
+        """Make the pseudo-inputs in the shape of the model's images, their labels from its
+        classes (all 0 for an encoder that takes none); score them with `encode`."""
+        if input_shape is None:
             raise ValueError("the VampPrior needs a model built with its input_shape")
-        shape = (self.n_pseudo, *model.input_shape)
+        shape = (self.n_pseudo, *input_shape)
         self.pseudo_inputs = nn.Parameter(torch.randn(shape) * self.init_std + self.init_mean)
-        n_classes = model.conditioning.num_classes if model.conditioning.conditions else 1
-        self.register_buffer("pseudo_labels", torch.arange(self.n_pseudo) % n_classes)
-        # A plain attribute, not a submodule: the encoder belongs to the model (and
-        # registering the model here would make it its own child).
-        object.__setattr__(self, "model", model)
+        self.register_buffer("pseudo_labels", torch.arange(self.n_pseudo) % (num_classes or 1))
+        self.encode = encode
 
     def components(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.model is None:
-            raise RuntimeError("the VampPrior is used before a VAE attached it")
+        if self.encode is None:
+            raise RuntimeError("the VampPrior is used before a model attached it")
         u = F.hardtanh(self.pseudo_inputs, 0.0, 1.0)  # (K, C, H, W), pixels in [0, 1]
-        q = self.model.posterior(u, self.model.conditioning(self.pseudo_labels))
+        q = self.encode(u, self.pseudo_labels)
         return q.base_dist.loc, log_variance(q)  # (K, D) each
