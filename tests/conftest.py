@@ -77,12 +77,16 @@ def compose_tiny(data_root: Path, output_dir: Path, *overrides: str) -> DictConf
 
 @pytest.fixture(scope="session")
 def trained_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run directory with checkpoints of one tiny epoch, trained once per session.
-    Copy it before resuming from it: a resume writes into its checkpoint's run directory."""
+    """The fast tier's one tiny end-to-end training: a run directory with checkpoints of one
+    epoch of 4 steps (latent_dim=4, the default MLP and Bernoulli), its events, pictures,
+    metrics.json and the epoch timer's timing.json, trained once per session (per xdist
+    worker) and shared. Copy it before resuming or evaluating from it: both write into the
+    run directory."""
     from vae_lab.train import train
 
     run_dir = tmp_path_factory.mktemp("trained") / "run"
-    train(compose_tiny(tiny_data, run_dir, "trainer.max_epochs=1", "latent_dim=4"))
+    timer = "+callbacks.epoch_timer._target_=vae_lab.callbacks.timing.EpochTimer"
+    train(compose_tiny(tiny_data, run_dir, "trainer.max_epochs=1", "latent_dim=4", timer))
     return run_dir
 
 
@@ -103,13 +107,20 @@ def compose_cfg(tiny_data: Path, tmp_path: Path) -> ComposeFn:
 
 
 def _entry_points() -> dict[str, Callable[[], None]]:
-    from vae_lab import evaluate, sample
+    from vae_lab import evaluate, report, sample
+    from vae_lab.classifier.__main__ import main as classifier
     from vae_lab.train import cli
 
-    return {"evaluate": evaluate.main, "sample": sample.main, "train": cli}
+    return {
+        "evaluate": evaluate.main,
+        "sample": sample.main,
+        "train": cli,
+        "classifier": classifier,
+        "report": report.main,
+    }
 
 
-COMMANDS = ("evaluate", "sample", "train")
+COMMANDS = ("evaluate", "sample", "train")  # the commands that take a checkpoint
 
 
 def one_line_error(
