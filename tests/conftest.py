@@ -123,6 +123,24 @@ def _entry_points() -> dict[str, Callable[[], None]]:
 COMMANDS = ("evaluate", "sample", "train")  # the commands that take a checkpoint
 
 
+def run_in_process(
+    command: str, args: Sequence[str], cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run `python -m vae_lab.<command> ARGS` through its real entry point in this process,
+    in `cwd` (fast: no new interpreter). A SystemExit it ends with propagates."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from vae_lab.cli.entry import TOKEN_VAR
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [f"vae_lab.{command}", *args])
+    monkeypatch.setenv(TOKEN_VAR, "test")  # cli() sets it; monkeypatch puts it back
+    try:
+        _entry_points()[command]()
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def one_line_error(
     command: str,
     args: Sequence[str],
@@ -130,22 +148,12 @@ def one_line_error(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> str:
-    """Run `python -m vae_lab.<command> ARGS` through its real entry point in this process
-    (fast: no new interpreter); check that it ends with one `error:` line and exit status
-    2, no traceback, and return that line."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    from vae_lab.cli.entry import TOKEN_VAR
+    """Run the command as `run_in_process` does; check that it ends with one `error:` line
+    and exit status 2, no traceback, and return that line."""
     from vae_lab.cli.errors import USER_ERROR_EXIT
 
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [f"vae_lab.{command}", *args])
-    monkeypatch.setenv(TOKEN_VAR, "test")  # cli() sets it; monkeypatch puts it back
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            _entry_points()[command]()
-    finally:
-        GlobalHydra.instance().clear()
+    with pytest.raises(SystemExit) as exit_info:
+        run_in_process(command, args, cwd, monkeypatch)
     err = capsys.readouterr().err
     assert exit_info.value.code == USER_ERROR_EXIT, err
     assert "Traceback" not in err
@@ -167,10 +175,11 @@ def run_cli(
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session", autouse=True)
 def one_thread() -> Iterator[None]:
-    """torch on one thread during the test. Tiny models gain nothing from a second, and on a
-    machine whose cores are taken by other work, OpenMP threads waiting for each other make
+    """torch on one thread in the test process (commands started as processes choose their
+    own). Tiny models gain nothing from a second, and on a machine whose cores are taken by
+    other work (another test, an xdist worker), OpenMP threads waiting for each other make
     every op slow: a 3-image MLP step took 0.16 s on 2 threads here, 2 ms on one."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

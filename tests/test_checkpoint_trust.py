@@ -146,20 +146,6 @@ def test_any_file_given_as_a_checkpoint_is_one_line_saying_what_it_is_not(
     assert not list(tmp_path.glob("outputs/*/*/*"))  # the command's directory was removed
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_an_output_directory_that_cannot_be_made_is_one_line(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    command: str,
-) -> None:
-    # /proc takes no new directories, for root neither (a chmod would not stop root)
-    run_dir = "/proc/vae_lab_test/run"
-    line = one_line_error(command, [f"hydra.run.dir={run_dir}"], tmp_path, monkeypatch, capsys)
-    assert line.startswith("error: cannot create the command's output directory (/proc/vae_lab")
-    assert "hydra.run.dir=DIR" in line
-
-
 @pytest.mark.parametrize(
     ("target", "allowed"),
     [

@@ -17,8 +17,6 @@ from vae_lab.cli.errors import UserError
 from vae_lab.config import validate
 from vae_lab.models.build import build_vae
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 OPTIONS = {
     "model": ["mlp", "conv", "gated_mlp"],
     "prior": ["standard_normal", "mog", "vampprior"],

@@ -19,8 +19,6 @@ from vae_lab.models.build import build_vae
 from vae_lab.models.components.prior import Prior
 from vae_lab.train import train
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 class ScaledNormalPrior(Prior):
     """p(z) = N(0, s^2 I) with one learned scale s: a toy prior, not part of vae_lab."""

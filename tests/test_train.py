@@ -187,16 +187,6 @@ def test_metrics_json_holds_the_best_checkpoints_numbers_not_the_last_epochs(
     assert last["global_step"] == metrics["global_step"] == 12
 
 
-def test_bad_optimizer_setting_fails_before_training(
-    compose_cfg: ComposeFn, tmp_path: Path
-) -> None:
-    from vae_lab.cli.errors import UserError
-
-    with pytest.raises(UserError, match="weight_decay"):
-        train(compose_cfg("optimizer.weight_decay=-1"))
-    assert not (tmp_path / "run" / "checkpoints").exists()
-
-
 def test_a_two_dimensional_latent_space_gets_its_manifold_and_scatter(
     compose_cfg: ComposeFn, tmp_path: Path
 ) -> None:
