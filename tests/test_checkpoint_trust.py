@@ -86,6 +86,37 @@ def test_a_checkpoint_whose_config_names_code_is_refused_and_the_code_never_runs
     assert marker.exists()
 
 
+class Payload:
+    """Unpickling this creates a file: what a malicious checkpoint would do, harmlessly."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_checkpoint_carrying_pickled_code_is_refused_and_the_code_never_runs(
+    trained_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    marker = tmp_path / "payload-ran"
+    ckpt = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt["hyper_parameters"]["note"] = Payload(marker)
+    evil = tmp_path / "evil.ckpt"
+    torch.save(ckpt, evil)
+
+    line = one_line_error(command, [f"ckpt_path={evil}"], tmp_path, monkeypatch, capsys)
+    assert f"refused to load {evil}: it holds pickled Python objects" in line
+    assert not marker.exists()
+    torch.load(evil, weights_only=False)  # the payload is live: unsafe loading runs it
+    assert marker.exists()
+
+
 # --- any file given as a checkpoint -----------------------------------------------------------
 
 
