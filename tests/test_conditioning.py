@@ -58,6 +58,7 @@ def _png(path: Path) -> torch.Tensor:
         return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float() / 255
 
 
+@pytest.mark.slow  # a conditional run of its own
 def test_sample_label_draws_that_class(
     conditional_run: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
@@ -74,6 +75,7 @@ def test_sample_label_draws_that_class(
     assert (written - grids[4]).abs().max() > 3 / 255  # another class: another image
 
 
+@pytest.mark.slow  # a conditional run of its own
 def test_without_a_label_the_sample_grid_has_a_row_per_class(
     conditional_run: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
@@ -87,6 +89,7 @@ def test_without_a_label_the_sample_grid_has_a_row_per_class(
     assert (grid.width, grid.height) == (8 * TILE + 2, 10 * TILE + 2)  # TensorBoard's too
 
 
+@pytest.mark.slow  # a conditional run of its own
 @pytest.mark.parametrize(
     ("label", "message"),
     [("10", r"sample.label must be a class index in \[0, 10\), got 10"), ("-1", "class index")],

@@ -50,6 +50,7 @@ def _compose(extra_dir: Path, *overrides: str) -> DictConfig:
     return cfg
 
 
+@pytest.mark.slow  # a run of its own
 def test_a_prior_defined_outside_vae_lab_is_built_and_trained_through_the_config(
     tiny_data: Path, tmp_path: Path
 ) -> None:

@@ -29,6 +29,7 @@ def test_only_a_cpu_run_turns_off_the_check_lightning_turned_on(
     assert os.environ.get(NVML_CHECK_VAR) == after
 
 
+@pytest.mark.slow  # a run of its own
 def test_a_cpu_training_run_turns_it_off(
     compose_cfg: ComposeFn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -37,6 +38,7 @@ def test_a_cpu_training_run_turns_it_off(
     assert os.environ[NVML_CHECK_VAR] == "0"
 
 
+@pytest.mark.cli  # a new process: OpenMP reads its settings once, when it loads
 @pytest.mark.parametrize(
     ("policy", "environment", "openmp_read"),
     [

@@ -167,6 +167,7 @@ def _sbatch_options(sweep: Path) -> set[str]:
 # --- DDP over two SLURM tasks -------------------------------------------------------------
 
 
+@pytest.mark.slurm
 def test_ddp_over_two_slurm_tasks_reduces_over_every_image(
     slurm: dict[str, str], tiny_data: Path, tmp_path: Path
 ) -> None:
@@ -267,6 +268,7 @@ def requeued_sweep(
     return RequeuedSweep(result, sweep, requeued)
 
 
+@pytest.mark.slurm
 def test_a_slurm_sweep_reports_every_job_and_its_failure(requeued_sweep: RequeuedSweep) -> None:
     result, sweep = requeued_sweep.result, requeued_sweep.sweep
     assert result.returncode == 1, result.stdout  # job 0 failed, the sweep went on
@@ -294,6 +296,7 @@ def _scalars(events: Path, tag: str) -> dict[int, float]:
     return {e.step: e.value for e in accumulator.Scalars(tag)}
 
 
+@pytest.mark.slurm
 def test_a_requeued_job_continues_from_its_checkpoint(
     requeued_sweep: RequeuedSweep, tiny_data: Path, tmp_path: Path
 ) -> None:
