@@ -84,7 +84,7 @@ ALWAYS = {DivergenceGuard, RNGState}  # not optional: a run must stop on NaN and
         (["~callbacks.latent_pictures"], DEFAULT_CALLBACKS - {LatentPictures} | ALWAYS),
         (["trainer.enable_progress_bar=false"], DEFAULT_CALLBACKS - {TQDMProgressBar} | ALWAYS),
     ],
-    ids=str,
+    ids=["defaults", "callbacks=none", "image_grids=null", "~latent_pictures", "no progress bar"],
 )
 def test_the_run_gets_the_callbacks_its_config_names(
     compose_cfg: ComposeFn, tmp_path: Path, overrides: list[str], expected: set[type]
@@ -108,7 +108,7 @@ def test_the_run_gets_the_callbacks_its_config_names(
         (["logger=csv"], [CSVLogger]),
         (["logger.tensorboard=null"], []),
     ],
-    ids=str,
+    ids=["defaults", "logger=csv", "logger.tensorboard=null"],
 )
 def test_the_run_gets_the_loggers_its_config_names(
     compose_cfg: ComposeFn, overrides: list[str], expected: list[type]
