@@ -46,6 +46,10 @@ test-slow: install data ## the rest: command-line processes, the training matrix
 	$(PY) -m pytest -q -n 2 -m "(slow or cli) and not slurm"
 	$(PY) -m pytest -q -m slurm  # the private cluster is one per session: serially, not under xdist
 
+test-modules: install ## the fast tier, failing unless it called a function of every module of vae_lab (4x slower)
+	@$(MAKE) --no-print-directory data || echo "Fashion-MNIST unavailable: the tests that read it will skip."
+	$(PY) -m pytest -q --check-modules
+
 test-all: ## every test: `make test`, then `make test-slow`; what .ci/run runs
 	@$(MAKE) --no-print-directory test
 	@$(MAKE) --no-print-directory test-slow

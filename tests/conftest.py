@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from inspect import CO_OPTIMIZED
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -214,3 +216,81 @@ def tiny_classifier(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -
         return run(compose_classifier(tiny_data, tmp_path_factory.mktemp("classifier")))
     finally:
         torch.set_num_threads(threads)
+
+
+# --- `--check-modules`: every module of vae_lab exercised by the tests that ran --------------
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "vae_lab"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--check-modules",
+        action="store_true",
+        help="fail unless the tests that ran called code of every module under src/vae_lab "
+        "(`make test-modules` checks the fast tier)",
+    )
+
+
+def _modules_with_code() -> dict[str, str]:
+    """{file: module} for each module under src/vae_lab that defines a function."""
+    import ast
+
+    modules = {}
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) for n in ast.walk(tree)):
+            parts = path.relative_to(SRC.parent).with_suffix("").parts
+            modules[str(path)] = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    return modules
+
+
+_called: set[str] = set()
+_MISSED = pytest.StashKey[list[str]]()
+
+
+def _trace(frame, event, arg):  # type: ignore[no-untyped-def]
+    # Called at each new Python frame; returning None traces no lines inside it. Functions
+    # only: a module's or class's body runs when it is imported, which exercises nothing.
+    if frame.f_code.co_flags & CO_OPTIMIZED:
+        _called.add(frame.f_code.co_filename)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--check-modules"):
+        import threading
+
+        threading.settrace(_trace)
+        sys.settrace(_trace)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if not config.getoption("--check-modules"):
+        return
+    sys.settrace(None)
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller checks the union
+        workeroutput["called"] = sorted(_called)
+        return
+    missed = [m for f, m in _modules_with_code().items() if f not in _called]
+    config.stash[_MISSED] = missed
+    if missed and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    missed = config.stash.get(_MISSED, None)
+    if missed is None:
+        return
+    terminalreporter.write_line(
+        f"--check-modules: no test called a function of {', '.join(missed)}"
+        if missed
+        else "--check-modules: the tests called functions of every module of vae_lab",
+        red=bool(missed),
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:  # xdist's hook, on the controller
+    _called.update(getattr(node, "workeroutput", {}).get("called", []))
