@@ -38,12 +38,21 @@ train: install data ## train the default model on Fashion-MNIST (extra Hydra ove
 classifier: install data ## train the Fashion-MNIST classifier FID and KID use; writes outputs/classifier/ (ARGS="epochs=5")
 	$(PY) -m vae_lab.classifier $(ARGS)
 
-test: install ## run the fast test tier (gets the real data if it can: one test reads it whole)
+test: install ## the fast tier, for every commit: maths, configs, errors, checkpoints, one tiny training
 	@$(MAKE) --no-print-directory data || echo "Fashion-MNIST unavailable: the tests that read it will skip."
 	$(PY) -m pytest -q
 
-test-slow: install data ## run the slow tier too (trains on the real data)
-	$(PY) -m pytest -q -m "slow or not slow"
+test-slow: install data ## the rest: command-line processes, the training matrix, long runs, SLURM (root)
+	$(PY) -m pytest -q -n 2 -m "(slow or cli) and not slurm"
+	$(PY) -m pytest -q -m slurm  # the private cluster is one per session: serially, not under xdist
+
+test-modules: install ## the fast tier, failing unless it called a function of every module of vae_lab (4x slower)
+	@$(MAKE) --no-print-directory data || echo "Fashion-MNIST unavailable: the tests that read it will skip."
+	$(PY) -m pytest -q --check-modules
+
+test-all: ## every test: `make test`, then `make test-slow`; what .ci/run runs
+	@$(MAKE) --no-print-directory test
+	@$(MAKE) --no-print-directory test-slow
 
 lint: install ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check src tests benchmarks

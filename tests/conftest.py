@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from inspect import CO_OPTIMIZED
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -77,12 +79,16 @@ def compose_tiny(data_root: Path, output_dir: Path, *overrides: str) -> DictConf
 
 @pytest.fixture(scope="session")
 def trained_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run directory with checkpoints of one tiny epoch, trained once per session.
-    Copy it before resuming from it: a resume writes into its checkpoint's run directory."""
+    """The fast tier's one tiny end-to-end training: a run directory with checkpoints of one
+    epoch of 4 steps (latent_dim=4, the default MLP and Bernoulli), its events, pictures,
+    metrics.json and the epoch timer's timing.json, trained once per session (per xdist
+    worker) and shared. Copy it before resuming or evaluating from it: both write into the
+    run directory."""
     from vae_lab.train import train
 
     run_dir = tmp_path_factory.mktemp("trained") / "run"
-    train(compose_tiny(tiny_data, run_dir, "trainer.max_epochs=1", "latent_dim=4"))
+    timer = "+callbacks.epoch_timer._target_=vae_lab.callbacks.timing.EpochTimer"
+    train(compose_tiny(tiny_data, run_dir, "trainer.max_epochs=1", "latent_dim=4", timer))
     return run_dir
 
 
@@ -103,13 +109,38 @@ def compose_cfg(tiny_data: Path, tmp_path: Path) -> ComposeFn:
 
 
 def _entry_points() -> dict[str, Callable[[], None]]:
-    from vae_lab import evaluate, sample
+    from vae_lab import evaluate, report, sample
+    from vae_lab.classifier.__main__ import main as classifier
     from vae_lab.train import cli
 
-    return {"evaluate": evaluate.main, "sample": sample.main, "train": cli}
+    return {
+        "evaluate": evaluate.main,
+        "sample": sample.main,
+        "train": cli,
+        "classifier": classifier,
+        "report": report.main,
+    }
 
 
-COMMANDS = ("evaluate", "sample", "train")
+COMMANDS = ("evaluate", "sample", "train")  # the commands that take a checkpoint
+
+
+def run_in_process(
+    command: str, args: Sequence[str], cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run `python -m vae_lab.<command> ARGS` through its real entry point in this process,
+    in `cwd` (fast: no new interpreter). A SystemExit it ends with propagates."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from vae_lab.cli.entry import TOKEN_VAR
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [f"vae_lab.{command}", *args])
+    monkeypatch.setenv(TOKEN_VAR, "test")  # cli() sets it; monkeypatch puts it back
+    try:
+        _entry_points()[command]()
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def one_line_error(
@@ -119,22 +150,12 @@ def one_line_error(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> str:
-    """Run `python -m vae_lab.<command> ARGS` through its real entry point in this process
-    (fast: no new interpreter); check that it ends with one `error:` line and exit status
-    2, no traceback, and return that line."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    from vae_lab.cli.entry import TOKEN_VAR
+    """Run the command as `run_in_process` does; check that it ends with one `error:` line
+    and exit status 2, no traceback, and return that line."""
     from vae_lab.cli.errors import USER_ERROR_EXIT
 
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [f"vae_lab.{command}", *args])
-    monkeypatch.setenv(TOKEN_VAR, "test")  # cli() sets it; monkeypatch puts it back
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            _entry_points()[command]()
-    finally:
-        GlobalHydra.instance().clear()
+    with pytest.raises(SystemExit) as exit_info:
+        run_in_process(command, args, cwd, monkeypatch)
     err = capsys.readouterr().err
     assert exit_info.value.code == USER_ERROR_EXIT, err
     assert "Traceback" not in err
@@ -156,10 +177,11 @@ def run_cli(
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session", autouse=True)
 def one_thread() -> Iterator[None]:
-    """torch on one thread during the test. Tiny models gain nothing from a second, and on a
-    machine whose cores are taken by other work, OpenMP threads waiting for each other make
+    """torch on one thread in the test process (commands started as processes choose their
+    own). Tiny models gain nothing from a second, and on a machine whose cores are taken by
+    other work (another test, an xdist worker), OpenMP threads waiting for each other make
     every op slow: a 3-image MLP step took 0.16 s on 2 threads here, 2 ms on one."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -194,3 +216,81 @@ def tiny_classifier(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -
         return run(compose_classifier(tiny_data, tmp_path_factory.mktemp("classifier")))
     finally:
         torch.set_num_threads(threads)
+
+
+# --- `--check-modules`: every module of vae_lab exercised by the tests that ran --------------
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "vae_lab"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--check-modules",
+        action="store_true",
+        help="fail unless the tests that ran called code of every module under src/vae_lab "
+        "(`make test-modules` checks the fast tier)",
+    )
+
+
+def _modules_with_code() -> dict[str, str]:
+    """{file: module} for each module under src/vae_lab that defines a function."""
+    import ast
+
+    modules = {}
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) for n in ast.walk(tree)):
+            parts = path.relative_to(SRC.parent).with_suffix("").parts
+            modules[str(path)] = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    return modules
+
+
+_called: set[str] = set()
+_MISSED = pytest.StashKey[list[str]]()
+
+
+def _trace(frame, event, arg):  # type: ignore[no-untyped-def]
+    # Called at each new Python frame; returning None traces no lines inside it. Functions
+    # only: a module's or class's body runs when it is imported, which exercises nothing.
+    if frame.f_code.co_flags & CO_OPTIMIZED:
+        _called.add(frame.f_code.co_filename)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--check-modules"):
+        import threading
+
+        threading.settrace(_trace)
+        sys.settrace(_trace)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if not config.getoption("--check-modules"):
+        return
+    sys.settrace(None)
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller checks the union
+        workeroutput["called"] = sorted(_called)
+        return
+    missed = [m for f, m in _modules_with_code().items() if f not in _called]
+    config.stash[_MISSED] = missed
+    if missed and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    missed = config.stash.get(_MISSED, None)
+    if missed is None:
+        return
+    terminalreporter.write_line(
+        f"--check-modules: no test called a function of {', '.join(missed)}"
+        if missed
+        else "--check-modules: the tests called functions of every module of vae_lab",
+        red=bool(missed),
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:  # xdist's hook, on the controller
+    _called.update(getattr(node, "workeroutput", {}).get("called", []))

@@ -1,20 +1,17 @@
-"""The classifier command on the tiny data set: it trains, and its file loads weights-only."""
+"""The classifier command on the tiny data set: it trains, and its file loads weights-only.
+(Its bad inputs: test_errors.py.)"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import compose_classifier
 from vae_lab.classifier import store
-from vae_lab.classifier.__main__ import run
 from vae_lab.classifier.net import FashionCNN, Features
 from vae_lab.cli.errors import UserError
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
@@ -64,35 +61,3 @@ def test_a_missing_or_changed_classifier_is_one_clear_error(
         f.write(b"\0")
     with pytest.raises(UserError, match="does not match the hash in its name"):
         store.load(changed)
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("epochs=0", "epochs must be a positive integer"),
-        ("lr=-1", "lr must be a positive number"),
-        ("data.binarize=dynamic", "the classifier is trained on the 8-bit images"),
-        ("runtime.wait_policy=sleepy", "runtime.wait_policy must be passive, active or null"),
-    ],
-)
-def test_bad_values_stop_before_training(
-    tiny_data: Path, tmp_path: Path, override: str, message: str
-) -> None:
-    with pytest.raises(UserError, match=message):
-        run(compose_classifier(tiny_data, tmp_path, override))
-    assert not list(tmp_path.iterdir())
-
-
-def test_the_command_reports_a_bad_value_in_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "vae_lab.classifier", "epochs=0"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "error: epochs must be a positive integer, got 0; for example epochs=5"
-    ]
-    assert not list(tmp_path.glob("outputs/classifier/runs/*/*"))  # no clutter left behind

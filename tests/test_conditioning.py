@@ -20,8 +20,6 @@ from vae_lab.cli.errors import UserError
 from vae_lab.models.build import build_vae
 from vae_lab.train import train
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 TILE = 28 + 2  # an image and its padding line in a grid
 
 
@@ -60,6 +58,7 @@ def _png(path: Path) -> torch.Tensor:
         return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float() / 255
 
 
+@pytest.mark.slow  # a conditional run of its own
 def test_sample_label_draws_that_class(
     conditional_run: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
@@ -76,6 +75,7 @@ def test_sample_label_draws_that_class(
     assert (written - grids[4]).abs().max() > 3 / 255  # another class: another image
 
 
+@pytest.mark.slow  # a conditional run of its own
 def test_without_a_label_the_sample_grid_has_a_row_per_class(
     conditional_run: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
@@ -89,6 +89,7 @@ def test_without_a_label_the_sample_grid_has_a_row_per_class(
     assert (grid.width, grid.height) == (8 * TILE + 2, 10 * TILE + 2)  # TensorBoard's too
 
 
+@pytest.mark.slow  # a conditional run of its own
 @pytest.mark.parametrize(
     ("label", "message"),
     [("10", r"sample.label must be a class index in \[0, 10\), got 10"), ("-1", "class index")],
@@ -98,12 +99,4 @@ def test_a_label_out_of_range_is_refused(
 ) -> None:
     cfg = _sample_cfg(conditional_run, tiny_data, tmp_path / "s.png", f"sample.label={label}")
     with pytest.raises(UserError, match=message):
-        sample.run(cfg)
-
-
-def test_a_label_for_an_unconditional_model_is_refused(
-    trained_run: Path, tiny_data: Path, tmp_path: Path
-) -> None:
-    cfg = _sample_cfg(trained_run, tiny_data, tmp_path / "s.png", "sample.label=3")
-    with pytest.raises(UserError, match="this model is not class-conditional"):
         sample.run(cfg)

@@ -19,8 +19,6 @@ from vae_lab.models.build import build_vae
 from vae_lab.models.components.prior import Prior
 from vae_lab.train import train
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 class ScaledNormalPrior(Prior):
     """p(z) = N(0, s^2 I) with one learned scale s: a toy prior, not part of vae_lab."""
@@ -52,6 +50,7 @@ def _compose(extra_dir: Path, *overrides: str) -> DictConfig:
     return cfg
 
 
+@pytest.mark.slow  # a run of its own
 def test_a_prior_defined_outside_vae_lab_is_built_and_trained_through_the_config(
     tiny_data: Path, tmp_path: Path
 ) -> None:

@@ -156,6 +156,6 @@ def test_a_name_that_left_vae_lab_config_says_in_one_line_where_it_is_now() -> N
 
     for name, module in vae_lab.config.MOVED.items():
         with pytest.raises(ImportError, match=rf"^vae_lab.config.{name} is now {module}.{name}$"):
-            exec(f"from vae_lab.config import {name}", {})
+            __import__("vae_lab.config", fromlist=[name])  # `from vae_lab.config import <name>`
         assert hasattr(importlib.import_module(module), name)
     assert vae_lab.config.MODEL_GROUPS is vae_lab.config.schemas.MODEL_GROUPS  # re-exported

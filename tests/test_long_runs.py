@@ -12,11 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import compose_tiny, run_cli, tiny_overrides
 from vae_lab.train import train
+
+pytestmark = [pytest.mark.slow, pytest.mark.cli]  # a minute: two runs, one in a killed process
 
 WARMUP, PATIENCE = 2, 5  # the count runs for 4 epochs before the stop: time to kill it
 SHORT_RECIPE = (

@@ -17,12 +17,9 @@ import vae_lab
 from tests.conftest import ComposeFn, compose_tiny
 from vae_lab import sample
 from vae_lab.cli.entry import CONFIG_DIR
-from vae_lab.cli.errors import UserError
 from vae_lab.data.batches import IndexBatches
 from vae_lab.evaluation.metrics import evaluate
 from vae_lab.train import train
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Quick runs: 2 steps per epoch, one validation and test batch, a small IW bound.
 QUICK = (
@@ -51,6 +48,7 @@ def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in events.Scalars(tag)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", NEW_OPTIONS, ids=lambda o: o[0])
 def test_each_option_trains_resumes_evaluates_and_samples(
     tiny_data: Path, tmp_path: Path, option: tuple[str, ...]
@@ -93,25 +91,6 @@ def _sample_cfg(run: Path, data_root: Path, out: Path, *overrides: str) -> DictC
         )
 
 
-@pytest.mark.parametrize(
-    ("change", "key"),
-    [
-        ("prior=mog", "prior"),
-        ("objective=iwae", "objective"),
-        ("kl_schedule=linear", "kl_schedule"),
-        ("conditioning=label", "conditioning"),
-    ],
-)
-def test_a_resume_that_changes_the_model_is_refused_in_one_line(
-    compose_cfg: ComposeFn, trained_run: Path, change: str, key: str
-) -> None:
-    with pytest.raises(UserError) as refused:
-        train(compose_cfg(f"ckpt_path={trained_run}", "latent_dim=4", change))
-    message = str(refused.value)
-    assert "\n" not in message and f"{key}._target_: checkpoint" in message
-    assert "was trained with other settings than this command gives" in message
-
-
 EARLY = (
     *QUICK,
     "trainer.max_epochs=20",
@@ -128,6 +107,7 @@ def test_early_stopping_is_off_by_default(compose_cfg: ComposeFn) -> None:
     assert compose_cfg().callbacks.early_stopping.patience is None
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_its_count_across_a_resume(tiny_data: Path, tmp_path: Path) -> None:
     # epoch 0 sets the best value, epochs 1 and 2 do not beat it: stop after epoch 2
     reference = train(compose_tiny(tiny_data, tmp_path / "reference", *EARLY))
@@ -138,6 +118,7 @@ def test_early_stopping_keeps_its_count_across_a_resume(tiny_data: Path, tmp_pat
     assert resumed["epochs"] == 3  # a count lost in the resume would stop after epoch 4
 
 
+@pytest.mark.slow
 def test_early_stopping_does_not_count_during_the_warm_up(tiny_data: Path, tmp_path: Path) -> None:
     # warm-up over 3 epochs: epochs 0 and 1 train below the full beta and are not counted
     summary = train(
@@ -150,6 +131,7 @@ def test_early_stopping_does_not_count_during_the_warm_up(tiny_data: Path, tmp_p
     assert weights == pytest.approx({s: min(1.0, (s // 2 + 1) / 3) for s in range(8)})
 
 
+@pytest.mark.slow
 def test_the_cyclical_schedule_moves_per_step(tiny_data: Path, tmp_path: Path) -> None:
     overrides = ("callbacks=none", "trainer.limit_train_batches=2", "trainer.max_epochs=3")
     schedule = ("kl_schedule=cyclical", "kl_schedule.cycle_epochs=2", "beta=2", "eval.k=0")
@@ -159,6 +141,7 @@ def test_the_cyclical_schedule_moves_per_step(tiny_data: Path, tmp_path: Path) -
     assert weights == pytest.approx({s: [0.0, 1.0, 2.0, 2.0][s % 4] for s in range(6)})
 
 
+@pytest.mark.slow
 def test_the_issues_example_combination_runs(tiny_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     combination = ["model=conv", "prior=vampprior", "objective=iwae", "objective.k=5"]
@@ -173,6 +156,7 @@ def test_the_issues_example_combination_runs(tiny_data: Path, tmp_path: Path) ->
     assert out in sample.run(_sample_cfg(run, tiny_data, out, "sample.label=3", "sample.n=4"))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_before_the_model_groups_still_loads_and_resumes(
     compose_cfg: ComposeFn, trained_run: Path, tmp_path: Path
 ) -> None:

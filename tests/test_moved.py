@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import importlib
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
 
 import vae_lab
-from tests.conftest import ComposeFn
-from vae_lab import evaluate
-from vae_lab.cli.entry import TOKEN_VAR
+from tests.conftest import ComposeFn, run_in_process
 from vae_lab.cli.errors import UserError
 from vae_lab.run import allowed_targets
 from vae_lab.run.moved import MOVED, current_name, renamed
@@ -70,11 +66,10 @@ def _saved_writer(run: Path) -> str:
     return str(ckpt["hyper_parameters"]["config"]["trainer"]["plugins"][0]["_target_"])
 
 
-def test_an_old_run_loads_evaluates_and_resumes(
+def test_an_old_run_loads_and_evaluates(
     old_run: Path,
     trained_run: Path,
     tiny_data: Path,
-    compose_cfg: ComposeFn,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -88,17 +83,16 @@ def test_an_old_run_loads_evaluates_and_resumes(
 
     # `python -m vae_lab.evaluate ckpt_path=<old run>`, through its entry point
     args = [f"ckpt_path={old_run}", f"data.root={tiny_data}", "eval.k=2", "eval.limit=20"]
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["vae_lab.evaluate", *args])
-    monkeypatch.setenv(TOKEN_VAR, "test")
-    try:
-        evaluate.main()
-    finally:
-        GlobalHydra.instance().clear()
+    run_in_process("evaluate", args, tmp_path, monkeypatch)
     (out,) = tmp_path.glob("outputs/evaluate/*/*/metrics.json")
     assert (out.parent / "evaluate.log").is_file()  # the job keeps its name
     assert (old_run / "evaluate_test.json").is_file()
 
+
+@pytest.mark.slow  # trains an epoch more
+def test_an_old_run_resumes_and_its_checkpoints_then_name_todays_module(
+    old_run: Path, compose_cfg: ComposeFn
+) -> None:
     resumed = train(compose_cfg(f"ckpt_path={old_run}", "latent_dim=4", "trainer.max_epochs=2"))
     assert resumed["status"] == "completed" and resumed["epochs"] == 2
     assert Path(resumed["run_dir"]).resolve() == old_run.resolve()

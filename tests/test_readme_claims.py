@@ -33,6 +33,7 @@ def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in events.Scalars(tag)]
 
 
+@pytest.mark.slow
 def test_training_steps_are_logged_every_log_every_n_steps(
     compose_cfg: ComposeFn, tmp_path: Path
 ) -> None:
@@ -43,6 +44,7 @@ def test_training_steps_are_logged_every_log_every_n_steps(
         assert [step for step, _ in _scalars(tmp_path / "run", tag)] == [4, 9], tag
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("scheduler", "extra", "factors"),
     [
@@ -76,6 +78,7 @@ def test_schedulers_change_the_learning_rate_as_documented(
     assert rates == pytest.approx([1e-3 * f for f in factors], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_binarized_data_trains_end_to_end_and_reports_bits_per_dim(
     compose_cfg: ComposeFn,
 ) -> None:
@@ -86,6 +89,7 @@ def test_binarized_data_trains_end_to_end_and_reports_bits_per_dim(
     assert test["bpd"] == pytest.approx(test["iw_nll"] / (784 * math.log(2)), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_the_published_protocol_trains_end_to_end(compose_cfg: ComposeFn, tmp_path: Path) -> None:
     cfg = compose_cfg("experiment=published_nll", "trainer.max_epochs=1", "eval.k=5", *QUIET)
     summary = train(cfg)
@@ -99,6 +103,7 @@ def test_the_published_protocol_trains_end_to_end(compose_cfg: ComposeFn, tmp_pa
     assert weights["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(5e-4)
 
 
+@pytest.mark.slow
 def test_runtime_settings_reach_torch(compose_cfg: ComposeFn) -> None:
     if not torch.set_flush_denormal(True):
         pytest.skip("this CPU cannot flush denormals")
@@ -139,6 +144,7 @@ def test_a_non_finite_objective_fails_the_job(summary: dict[str, object], messag
         check_objective({**summary, "status": "completed", "run_dir": "/run"}, "val/elbo")
 
 
+@pytest.mark.slow
 def test_a_sweep_job_that_diverges_fails_and_the_others_go_on(
     tiny_data: Path,
     tmp_path: Path,

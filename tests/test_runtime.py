@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ComposeFn, tiny_overrides
-from vae_lab.cli.errors import UserError
-from vae_lab.config.checks import validate
 from vae_lab.run.runtime import NVML_CHECK_VAR, stop_nvml_polling
 from vae_lab.train import train
 
@@ -31,6 +29,7 @@ def test_only_a_cpu_run_turns_off_the_check_lightning_turned_on(
     assert os.environ.get(NVML_CHECK_VAR) == after
 
 
+@pytest.mark.slow  # a run of its own
 def test_a_cpu_training_run_turns_it_off(
     compose_cfg: ComposeFn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -39,6 +38,7 @@ def test_a_cpu_training_run_turns_it_off(
     assert os.environ[NVML_CHECK_VAR] == "0"
 
 
+@pytest.mark.cli  # a new process: OpenMP reads its settings once, when it loads
 @pytest.mark.parametrize(
     ("policy", "environment", "openmp_read"),
     [
@@ -67,8 +67,3 @@ def test_the_wait_policy_reaches_openmp_before_torch_loads(
     assert result.returncode == 0, result.stderr
     assert openmp_read in result.stderr
     assert "comes too late" not in result.stderr + result.stdout
-
-
-def test_a_wait_policy_that_is_not_one_is_refused(compose_cfg: ComposeFn) -> None:
-    with pytest.raises(UserError, match=r"runtime\.wait_policy must be passive, active or null"):
-        validate(compose_cfg("runtime.wait_policy=sleepy"))

@@ -75,17 +75,6 @@ def test_devices_without_a_count_are_refused(devices: object) -> None:
     assert device_count("0,1") == 2 and device_count(3) == 3
 
 
-def test_trainer_ddp_with_devices_auto_is_one_line_on_the_command_line(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "vae_lab.train", "-m", *LAUNCHER, "trainer=ddp"]
-    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "error: hydra/launcher=slurm asks SLURM for one task (and one GPU) per device, so "
-        "trainer.devices must be a number, got 'auto'; for example trainer.devices=4"
-    ]
-    assert not (tmp_path / "outputs").exists()  # refused before anything was submitted
-
-
 def test_only_a_restarted_job_with_a_checkpoint_of_its_own_resumes(
     compose_cfg: ComposeFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,6 +167,7 @@ def _sbatch_options(sweep: Path) -> set[str]:
 # --- DDP over two SLURM tasks -------------------------------------------------------------
 
 
+@pytest.mark.slurm
 def test_ddp_over_two_slurm_tasks_reduces_over_every_image(
     slurm: dict[str, str], tiny_data: Path, tmp_path: Path
 ) -> None:
@@ -278,6 +268,7 @@ def requeued_sweep(
     return RequeuedSweep(result, sweep, requeued)
 
 
+@pytest.mark.slurm
 def test_a_slurm_sweep_reports_every_job_and_its_failure(requeued_sweep: RequeuedSweep) -> None:
     result, sweep = requeued_sweep.result, requeued_sweep.sweep
     assert result.returncode == 1, result.stdout  # job 0 failed, the sweep went on
@@ -305,6 +296,7 @@ def _scalars(events: Path, tag: str) -> dict[int, float]:
     return {e.step: e.value for e in accumulator.Scalars(tag)}
 
 
+@pytest.mark.slurm
 def test_a_requeued_job_continues_from_its_checkpoint(
     requeued_sweep: RequeuedSweep, tiny_data: Path, tmp_path: Path
 ) -> None:

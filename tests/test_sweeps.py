@@ -1,8 +1,8 @@
 """Sweeps as a user runs them: Hydra's launchers and sweepers for real, on tiny data.
 
-(A sweep with a failing job is in test_report.py, which reads its directories.) The basic
-launcher and reruns are in the fast tier; Optuna, the launchers that start worker processes
-(joblib, submitit) and DDP take longer, so they are `slow`.
+(A sweep with a failing job is in test_report.py, which reads its directories.) Every sweep
+here runs as `python -m vae_lab.train -m ...` in a process of its own (the `cli` tier); the
+launcher's config and the threads each job gets are checked in the fast tier.
 """
 
 from __future__ import annotations
@@ -69,9 +69,8 @@ def test_parallel_jobs_share_the_cores(n_jobs: int, cores: int, threads: int) ->
     assert threads_per_job(n_jobs, cores) == threads
 
 
-@pytest.mark.parametrize(
-    "launcher", ["basic", pytest.param("joblib", marks=pytest.mark.slow)], ids=str
-)
+@pytest.mark.cli
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_a_2x2_sweep_and_its_report(tmp_path: Path, tiny_data: Path, launcher: str) -> None:
     extra = [] if launcher == "basic" else ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     args = sweep_args(tiny_data, "model=mlp,conv", "latent_dim=2,4", *extra)
@@ -94,6 +93,7 @@ def test_a_2x2_sweep_and_its_report(tmp_path: Path, tiny_data: Path, launcher: s
     assert report.plot is not None and report.plot.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.cli
 def test_running_a_sweep_again_never_overwrites_it(tmp_path: Path, tiny_data: Path) -> None:
     # Jobs that fail their value check are cheap and still write their directories.
     for _ in range(2):
@@ -103,7 +103,7 @@ def test_running_a_sweep_again_never_overwrites_it(tmp_path: Path, tiny_data: Pa
     assert all(len(job_dirs(sweep)) == 1 for sweep in (first, second))
 
 
-@pytest.mark.slow
+@pytest.mark.cli
 def test_optuna_runs_two_trials_and_records_the_best(tmp_path: Path, tiny_data: Path) -> None:
     args = sweep_args(tiny_data, "hparams_search=optuna", "hydra.sweeper.n_trials=2")
     result = run_cli(args, cwd=tmp_path)
@@ -143,6 +143,7 @@ def test_optuna_runs_two_trials_and_records_the_best(tmp_path: Path, tiny_data: 
         ),
     ],
 )
+@pytest.mark.slow  # 36 and 15 jobs composed and refused, in process: 5 and 10 s
 def test_a_named_sweep_starts_the_jobs_it_documents(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -183,7 +184,7 @@ def test_the_slurm_launcher_config_builds_submitits_launcher() -> None:
     assert isinstance(instantiate(slurm.hydra.launcher), SlurmLauncher)  # every key accepted
 
 
-@pytest.mark.slow
+@pytest.mark.cli
 def test_submitit_local_runs_the_jobs_and_records_a_failure(
     tmp_path: Path, tiny_data: Path
 ) -> None:
@@ -229,7 +230,7 @@ def _single_process_kl(run_dir: Path, metrics: dict, tiny_data: Path, stage: str
     return posterior_kl(run_dir / metrics["checkpoint"], dm.splits[stage][0])
 
 
-@pytest.mark.slow  # two processes that each start torch, Lightning and gloo: about a minute
+@pytest.mark.cli  # two processes that each start torch, Lightning and gloo: about a minute
 def test_ddp_with_two_cpu_processes(ddp_run: tuple[Path, dict], tiny_data: Path) -> None:
     run_dir, metrics = ddp_run
     assert (run_dir / "train_ddp_process_1.log").is_file()  # the second rank ran
@@ -242,7 +243,7 @@ def test_ddp_with_two_cpu_processes(ddp_run: tuple[Path, dict], tiny_data: Path)
     assert metrics["test"]["kl"] == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.cli
 def test_ddp_validation_over_uneven_shards(ddp_run: tuple[Path, dict], tiny_data: Path) -> None:
     # Lightning 2.6 reduces an integer image count over the ranks (51 / 2 -> 25, a mean 51/50
     # too large, Lightning #21859); the module logs a float batch size, so it holds here too
