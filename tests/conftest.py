@@ -1,4 +1,10 @@
-"""Shared fixtures: tiny IDX files written by the tests, and the real config, shrunk."""
+"""Shared fixtures: tiny IDX files written by the tests, and the real config, shrunk.
+
+Tiers (markers in pyproject.toml): a test that trains a model of its own or runs long is
+`slow`, one that starts Python processes is `cli`, one that needs the private SLURM cluster
+is `slurm`; the rest is the fast tier, `make test`. The fast tier trains one tiny model
+(`trained_run`) and one tiny classifier (`tiny_classifier`), once per session: read them,
+or copy them before writing into them, rather than training another."""
 
 from __future__ import annotations
 
