@@ -254,6 +254,14 @@ class VAECore(nn.Module):
         return self.likelihood.sample(params) if pixels else self.likelihood.mean(params)
 
     @torch.no_grad()
+    def complete(self, z_top: torch.Tensor) -> torch.Tensor:
+        """A whole latent code (..., D) from one of the top layer (..., prior.layer_dims[0]),
+        on the model's device: the layers below at the prior's conditional means given it
+        (`Prior.complete`); for a single latent layer, z_top itself."""
+        anchor = self._device_anchor
+        return self.prior.complete(z_top.to(anchor.device, anchor.dtype))
+
+    @torch.no_grad()
     def sample(
         self,
         n: int,
