@@ -47,6 +47,7 @@ from vae_lab.models.core import VAECore
 from vae_lab.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+slow = pytest.mark.slow  # trains models of its own (`make test-slow`)
 
 D2, D1 = 2, 3  # the top layer z2 and the bottom layer z1
 X_SHAPE = (1, 2, 3)  # x: 6 dims
@@ -595,8 +596,15 @@ def _check_run(run: Path, summary: dict, data_root: Path, tmp_path: Path) -> Non
     assert out.with_name("s_traversals.png") in written
 
 
-@pytest.mark.parametrize("model_name", ["hvae", pytest.param("conv_hvae", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("prior", sorted(PRIORS))
+# one run in the fast tier (hvae with N(0, I)); the other models and priors train in the slow one
+RUNS = [
+    pytest.param(model, prior, marks=() if (model, prior) == ("hvae", "standard_normal") else slow)
+    for model in ("hvae", "conv_hvae")
+    for prior in sorted(PRIORS)
+]
+
+
+@pytest.mark.parametrize(("model_name", "prior"), RUNS)
 def test_each_prior_trains_resumes_evaluates_and_samples(
     tiny_data: Path, tmp_path: Path, model_name: str, prior: str
 ) -> None:
@@ -611,6 +619,7 @@ def test_each_prior_trains_resumes_evaluates_and_samples(
     _check_run(run, resumed, tiny_data, tmp_path)
 
 
+@slow
 @pytest.mark.parametrize(
     "option",
     [
@@ -621,9 +630,7 @@ def test_each_prior_trains_resumes_evaluates_and_samples(
             "prior=vampprior",
             "prior.pseudo_inputs=5",
         ),
-        pytest.param(
-            ("model=conv_hvae", "objective=iwae", "objective.k=3"), marks=pytest.mark.slow
-        ),
+        ("model=conv_hvae", "objective=iwae", "objective.k=3"),
         ("model=hvae", "kl_schedule=linear", "kl_schedule.warmup_epochs=3"),
         ("model=hvae", "kl_schedule=cyclical", "kl_schedule.cycle_epochs=1"),
     ],
@@ -638,6 +645,7 @@ def test_the_objectives_and_kl_schedules_train_the_hierarchy(
     assert all(math.isfinite(v) for v in summary["test"].values())
 
 
+@slow
 def test_early_stopping_stops_a_hierarchy(tiny_data: Path, tmp_path: Path) -> None:
     early = (
         *QUICK,
