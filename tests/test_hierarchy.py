@@ -513,6 +513,20 @@ def test_traversals_sweep_the_top_layer_and_complete_the_layers_below(
     assert torch.allclose(z[:, 3:], model.prior.conditionals[0](z[:, :3]).mean)  # E[z1 | z2]
 
 
+def test_the_stack_builds_a_graph_only_where_its_maker_and_its_user_both_have_gradients(
+    compose_cfg: ComposeFn,
+) -> None:
+    model = build_vae(compose_cfg("model=hvae", "latent_dim=3"), [1, 28, 28])
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        made_without = model.posterior(x, None)
+    assert not made_without.rsample().requires_grad and not made_without.mean.requires_grad
+    made_with = model.posterior(x, None)
+    assert made_with.rsample().requires_grad  # as in training
+    with torch.no_grad():
+        assert not made_with.mean.requires_grad and not made_with.rsample().requires_grad
+
+
 def test_a_single_latent_prior_is_one_layer_and_completes_nothing() -> None:
     prior = StandardNormalPrior(4)
     q = diagonal_gaussian(torch.randn(3, 4), torch.randn(3, 4))

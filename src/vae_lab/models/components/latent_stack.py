@@ -36,9 +36,10 @@ class LatentStack(Distribution):
     (D_L,)); `conditionals[i]` gives the next layer down given every layer above it;
     `layer_dims` are [D_L, ..., D_1].
 
-    The stack computes in the grad mode of the call that made it (the encoder's): a stack
-    made under `torch.no_grad()` builds no graph when it is sampled or its mean is read
-    later, as an `Independent` holds tensors computed when it was made.
+    The networks of the layers below run with gradients only where both the call that made
+    the stack (the encoder's) and the call that uses it have them on: a stack made under
+    `torch.no_grad()` builds no graph when it is sampled or its mean is read later, as an
+    `Independent` holds tensors computed when it was made.
     """
 
     arg_constraints: dict[str, constraints.Constraint] = {}  # noqa: RUF012 (torch's API)
@@ -63,11 +64,14 @@ class LatentStack(Distribution):
         self._last: tuple[torch.Tensor, list[Independent]] | None = None
         super().__init__(top.batch_shape, torch.Size([sum(self.layer_dims)]), validate_args=False)
 
+    def _grad_mode(self) -> torch.autograd.grad_mode.set_grad_enabled:
+        return torch.set_grad_enabled(self._grad and torch.is_grad_enabled())
+
     def _down(self, z: torch.Tensor, sample: bool) -> tuple[torch.Tensor, list[Independent]]:
         """From the top layer's z, every layer below: each drawn (`sample`) or at its mean.
         Returns the whole stack and each layer's q."""
         qs = [self.top]
-        with torch.set_grad_enabled(self._grad):
+        with self._grad_mode():
             for conditional in self.conditionals:
                 q = conditional(z)
                 qs.append(q)
@@ -76,7 +80,7 @@ class LatentStack(Distribution):
 
     def rsample(self, sample_shape: torch.Size | Sequence[int] = ()) -> torch.Tensor:
         """z (*sample_shape, B, D): z_L ~ q(z_L|x), then z_l ~ q(z_l | x, z_>l) for each draw."""
-        with torch.set_grad_enabled(self._grad):
+        with self._grad_mode():
             z_top = self.top.rsample(torch.Size(sample_shape))
         z, qs = self._down(z_top, sample=True)
         self._last = (z, qs)
@@ -100,7 +104,7 @@ class LatentStack(Distribution):
             qs = self._last[1]
         else:
             qs = [self.top]
-            with torch.set_grad_enabled(self._grad):
+            with self._grad_mode():
                 for i, conditional in enumerate(self.conditionals, start=1):
                     qs.append(conditional(torch.cat(parts[:i], dim=-1)))
         return [q.log_prob(part) for q, part in zip(qs, parts, strict=True)]
