@@ -21,6 +21,12 @@ from vae_lab.models.build import build_vae
 GROUPS = ("model", "prior", "objective", "kl_schedule", "conditioning")
 OPTIONS = {g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml")) for g in GROUPS}
 FREE_BITS = [0.0, 0.5]
+# the models with a stack of latent layers: their YAML has a `latents` node
+HIERARCHIES = [
+    m
+    for m in OPTIONS["model"]
+    if OmegaConf.load(Path(CONFIG_DIR) / "model" / f"{m}.yaml").get("latents")
+]
 COMBINATIONS = list(itertools.product(*OPTIONS.values(), FREE_BITS))
 
 Nodes = tuple[DictConfig, dict[tuple[str, str], DictConfig]]
@@ -48,8 +54,9 @@ def _config(nodes: Nodes, combination: tuple) -> DictConfig:
     *choices, free_bits = combination
     for group, option in zip(OPTIONS, choices, strict=True):
         node = options[group, option].copy()
-        if group == "model":  # a typed node (encoder, decoder): filled, not replaced
+        if group == "model":  # a typed node (encoder, decoder, latents): filled, not replaced
             cfg.model.encoder, cfg.model.decoder = node.encoder, node.decoder
+            cfg.model.latents = node.get("latents")
         else:
             cfg[group] = node
     cfg.objective.free_bits = free_bits
@@ -60,10 +67,14 @@ def test_every_combination_builds_and_trains_or_is_refused_in_one_line(nodes: No
     torch.manual_seed(0)
     x, y = torch.rand(3, 1, 28, 28).round(), torch.tensor([0, 4, 9])
     for combination in COMBINATIONS:
-        _, prior, objective, _, _, free_bits = combination
+        model, prior, objective, _, conditioning, free_bits = combination
         cfg = _config(nodes, combination)
-        # free bits floor a KL term per latent dim: IWAE has no KL term, a mixture's KL no dims
-        incompatible = free_bits > 0 and (objective == "iwae" or prior != "standard_normal")
+        hierarchy = model in HIERARCHIES
+        # free bits floor a KL term per latent dim: IWAE has no KL term, a mixture's KL no
+        # dims, nor the Monte Carlo KL of a stack of latent layers
+        incompatible = free_bits > 0 and (
+            objective == "iwae" or prior != "standard_normal" or hierarchy
+        )
         if incompatible:
             with pytest.raises(UserError) as error:
                 validate(cfg)  # at composition: before data, before building
@@ -71,9 +82,16 @@ def test_every_combination_builds_and_trains_or_is_refused_in_one_line(nodes: No
             other = (
                 "IWAE"
                 if objective == "iwae"
+                else "HierarchicalPrior"
+                if hierarchy
                 else {"mog": "MixtureOfGaussians", "vampprior": "VampPrior"}[prior]
             )
             assert "\n" not in message and "objective.free_bits=0.5" in message and other in message
+            continue
+        if hierarchy and conditioning == "label":  # the two-level networks take no label
+            with pytest.raises(UserError, match="takes no condition_dim argument") as error:
+                validate(cfg)
+            assert "\n" not in str(error.value)
             continue
         validate(cfg)
         vae = build_vae(cfg, (1, 28, 28))
@@ -81,6 +99,10 @@ def test_every_combination_builds_and_trains_or_is_refused_in_one_line(nodes: No
         loss.backward()
         assert math.isfinite(float(loss.detach())), combination
         assert all(p.grad is not None for p in vae.encoder.parameters()), combination
+
+
+def test_the_combinations_include_the_hierarchies() -> None:
+    assert {"hvae", "conv_hvae"} <= set(HIERARCHIES) < set(OPTIONS["model"])
 
 
 def test_a_conditioning_with_an_encoder_that_cannot_take_it_is_refused(nodes: Nodes) -> None:

@@ -88,7 +88,7 @@ SETUPS: dict[str, Callable[[Path, Path, Path], None]] = {
 
 TRAIN = [
     # Composition: an unknown option or key, a wrong type, a config that does not exist.
-    Case("train", ["model=transformer"], "unknown option model=transformer; the options of 'model' are: conv, gated_mlp, mlp"),
+    Case("train", ["model=transformer"], "unknown option model=transformer; the options of 'model' are: conv, conv_hvae, gated_mlp, hvae, mlp"),
     Case("train", ["likelihood=poisson"], "unknown option likelihood=poisson; the options of 'likelihood' are"),
     Case("train", ["debug=nope"], "unknown option debug=nope; the options of 'debug' are: fdr, limit, overfit"),
     Case("train", ["trainer.max_epoch=1"], "unknown key trainer.max_epoch; did you mean trainer.max_epochs?"),

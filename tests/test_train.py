@@ -39,11 +39,13 @@ LIKELIHOODS = [
 def _assert_a_complete_run_directory(run_dir: Path, likelihood: str, epochs: int) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed"
-    assert set(metrics["val"]) == {"elbo", "recon", "kl"}
+    # kl_z1: the KL term of each latent layer (a single-latent model has one, the whole KL)
+    assert set(metrics["val"]) == {"elbo", "recon", "kl", "kl_z1"}
+    assert metrics["val"]["kl_z1"] == metrics["val"]["kl"]
     # the test stage adds the importance-weighted bound, and bits/dim of the 8-bit images
     # for every likelihood that is a distribution over them; the Bernoulli says why not
     bpd = set() if likelihood == "bernoulli" else {"bpd_8bit"}
-    assert set(metrics["test"]) == {"elbo", "recon", "kl", "iw_nll"} | bpd
+    assert set(metrics["test"]) == {"elbo", "recon", "kl", "kl_z1", "iw_nll"} | bpd
     assert ("bpd_8bit" in metrics["not_applicable"]) == (likelihood == "bernoulli")
     if bpd:  # a bound on a code length: positive (finite: checked below)
         assert metrics["test"]["bpd_8bit"] > 0
@@ -61,7 +63,7 @@ def _assert_a_complete_run_directory(run_dir: Path, likelihood: str, epochs: int
     tags = events.Tags()
     assert set(tags["scalars"]) >= STAGE_TAGS | TRAIN_TAGS
     assert set(tags["images"]) >= IMAGE_TAGS
-    assert {"test/iw_nll", "latent/active_units"} <= set(tags["scalars"])
+    assert {"test/iw_nll", "latent/active_units", "latent/active_units_z1"} <= set(tags["scalars"])
     assert "latent/kl_per_dim" in tags["histograms"]
     assert not {"latent/manifold", "latent/posterior_means"} & set(tags["images"])  # 2-D only
     assert len(events.Images("val/samples")) == epochs  # one grid per validation epoch

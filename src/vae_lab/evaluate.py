@@ -154,6 +154,19 @@ def _quality_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def _layer_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """The KL term and active units of each latent layer, top first."""
+    kl, active = s.get("kl_per_layer") or {}, s.get("active_units_per_layer") or {}
+    layers = sorted(kl, key=lambda name: -int(name[1:]))  # z2 before z1
+    return [
+        (
+            f"  layer {name}: KL, active units",
+            f"{kl[name]:.2f} nats, {active.get(name, '?')}",
+        )
+        for name in layers
+    ]
+
+
 def _table(s: dict[str, Any]) -> str:
     rows = [
         (f"NLL, importance-weighted, k={s['k']}", f"{s['iw_nll']:.2f} nats"),
@@ -165,6 +178,7 @@ def _table(s: dict[str, Any]) -> str:
             "active units (Var_x E[z_d|x] > 0.01)",
             f"{s['active_units']} / {len(s['mean_variance_per_dim'])}",
         ),
+        *_layer_rows(s),
         *_quality_rows(s),
     ]
     head = (
@@ -205,6 +219,10 @@ def _write_beside_run(s: dict[str, Any], run_dir: Path, samples: Any = None) -> 
                 writer.add_scalar(f"{prefix}_{name}_k{s['k']}", s[name], step)
         for name in (n for n in SCALARS if n in s):
             writer.add_scalar(f"{prefix}_{name}", s[name], step)
+        for layer, value in (s.get("kl_per_layer") or {}).items():
+            writer.add_scalar(f"{prefix}_kl_{layer}", value, step)
+        for layer, count in (s.get("active_units_per_layer") or {}).items():
+            writer.add_scalar(f"{prefix}_active_units_{layer}", count, step)
         if s["kl_per_dim"] is not None:  # a prior whose KL splits by dim
             writer.add_histogram(f"{prefix}_kl_per_dim", torch.tensor(s["kl_per_dim"]), step)
         writer.add_text(f"{prefix}_table", "    " + _table(s).replace("\n", "\n    "), step)

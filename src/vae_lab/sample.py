@@ -10,8 +10,11 @@ Writes, for `sample.out=<dir>/<stem>.png`:
 - `<stem>_pixels.png` (with `sample.pixels=true`): x ~ p(x|z) itself;
 - `<stem>_reconstructions.png`: test images (row 1) and their reconstructions (row 2);
 - `<stem>_interpolation.png`: between the posterior means of two test images;
-- `<stem>_traversals.png`: one row per latent dim, swept over [-span, span];
-- `<stem>_manifold.png` for a 2-D latent space: decodes over a grid of Gaussian quantiles.
+- `<stem>_traversals.png`: one row per latent dim, swept over [-span, span] (for a model
+  with a stack of latent layers, the top layer's dims, the layers below completed from the
+  prior);
+- `<stem>_manifold.png` for a 2-D (top) latent layer: decodes over a grid of Gaussian
+  quantiles.
 
 The same seed gives the same files.
 """
@@ -56,10 +59,11 @@ def run(cfg: DictConfig) -> list[Path]:
     check_sample(cfg)
     s = cfg.sample
     trained = load_trained(cfg)
-    model, latent_dim = trained.model, trained.model.prior.latent_dim
+    model = trained.model
+    top_dim = model.prior.layer_dims[0]  # the whole latent for a single-latent model
     _check_label(s.label, model)
     images, labels = split_data(trained, cfg, "test")
-    dims = check_in_range(s, len(images), latent_dim)
+    dims = check_in_range(s, len(images), top_dim)
 
     def draws(pixels: bool) -> torch.Tensor:  # the same z both times: one seed
         generator = torch.Generator().manual_seed(cfg.seed)
@@ -82,7 +86,7 @@ def run(cfg: DictConfig) -> list[Path]:
     }
     if s.pixels:
         grids["_pixels"] = draws(pixels=True)
-    if latent_dim == 2:
+    if top_dim == 2:
         grids["_manifold"] = pictures.manifold_2d(model, label=label)
 
     return _write(grids, Path(s.out))

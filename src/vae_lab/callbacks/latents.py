@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from vae_lab.data.fashion_mnist import CLASS_NAMES
 from vae_lab.evaluation import pictures
-from vae_lab.evaluation.metrics import active_units
+from vae_lab.evaluation.metrics import active_units, active_units_per_layer
 from vae_lab.models.vae import VAE
 
 if TYPE_CHECKING:
@@ -43,13 +43,15 @@ def _draws_pictures(trainer: L.Trainer) -> bool:
 class LatentPictures(L.Callback):
     """After each validation epoch, logs under `latent/`:
 
-    - `traversals`: one row per latent dim (the first `max_dims`), sweeping z_d over
-      [-span, span] from the posterior mean of a fixed test image;
+    - `traversals`: one row per dim of the top latent layer (the first `max_dims`),
+      sweeping z_d over [-span, span] from the posterior mean of a fixed test image (the
+      layers below, if any, at the prior's conditional means: `pictures.traversals`);
     - `interpolation`: between the posterior means of two fixed test images;
-    - `kl_per_dim` (histogram; for a prior whose KL splits by dim) and `active_units`
-      (scalar), over `n_stats` test images;
-    - with latent_dim = 2, `manifold` (decodes over a grid of Gaussian quantiles) and
-      `posterior_means` (a scatter of the test images' E_q[z|x], coloured by class).
+    - `kl_per_dim` (histogram; for a prior whose KL splits by dim), `active_units` and
+      `active_units_<layer>` per latent layer (`active_units_z1` alone for a single-latent
+      model), over `n_stats` test images;
+    - with a 2-D (top) latent layer, `manifold` (decodes over a grid of Gaussian quantiles)
+      and `posterior_means` (a scatter of the test images' E_q[z|x], coloured by class).
     """
 
     def __init__(
@@ -76,8 +78,10 @@ class LatentPictures(L.Callback):
         step = trainer.global_step
         posterior = pictures.encode(pl_module, self.images, self.labels)
         means = posterior.mean  # (N, D)
+        layer_dims = pl_module.prior.layer_dims  # one layer for a single-latent model
+        top = means[:, : layer_dims[0]]  # the top layer's means, (N, D_top)
         first = int(self.labels[0])  # the class a conditional model decodes z0 as
-        dims = list(range(min(self.max_dims, means.shape[1])))
+        dims = list(range(min(self.max_dims, top.shape[1])))
         images = {
             "latent/traversals": pictures.traversals(
                 pl_module, means[0], dims, self.span, self.steps, first
@@ -89,19 +93,22 @@ class LatentPictures(L.Callback):
                 self.interpolation_steps,
             ),
         }
-        if means.shape[1] == 2:
+        if top.shape[1] == 2:
             images["latent/manifold"] = pictures.manifold_2d(pl_module, label=first)
         # KL(q || p) per dim where the prior's KL splits by dim (N(0, I)), else no histogram
         per_dim = pl_module.prior.kl_per_dim(posterior)
         n_active, _ = active_units(means)
+        per_layer = active_units_per_layer(means, layer_dims)
         for writer in tensorboard_writers(trainer):
             for tag, grid in images.items():
                 writer.add_image(tag, grid, step)
             if per_dim is not None:
                 writer.add_histogram("latent/kl_per_dim", per_dim.mean(0).float().cpu(), step)
             writer.add_scalar("latent/active_units", n_active, step)
-            if means.shape[1] == 2:
-                writer.add_figure("latent/posterior_means", self._scatter(means), step)
+            for name, count in per_layer.items():
+                writer.add_scalar(f"latent/active_units_{name}", count, step)
+            if top.shape[1] == 2:
+                writer.add_figure("latent/posterior_means", self._scatter(top), step)
 
     def _scatter(self, means: torch.Tensor) -> Figure:
         from matplotlib.figure import Figure  # imported here: half a second of start-up

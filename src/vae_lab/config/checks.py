@@ -246,7 +246,8 @@ def _check_writable_png(out: Path) -> None:
 
 def check_in_range(s: DictConfig, n_images: int, latent_dim: int) -> list[int]:
     """Once the checkpoint and its test set are loaded: the image indices and latent dims
-    that `sample` names must exist. Returns the dims to traverse."""
+    that `sample` names must exist. `latent_dim`: the dims of the (top) latent layer, what
+    traversals sweep. Returns the dims to traverse."""
     picked = [*s.interpolation, s.traversal_image]
     if any(i >= n_images for i in picked) or s.n_reconstructions > n_images:
         raise UserError(

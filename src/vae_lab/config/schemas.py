@@ -71,10 +71,14 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The `model` group: the encoder/decoder pair (`NETWORKS`)."""
+    """The `model` group: the encoder/decoder pair (`NETWORKS`), and for a model with a
+    stack of latent layers, `latents`: a `_partial_` factory that takes the configured
+    prior as the top layer's and gives p(z) over the stack (null: a single latent layer,
+    whose prior is the configured one)."""
 
     encoder: Any = None
     decoder: Any = None
+    latents: Any = None
 
 
 @dataclass

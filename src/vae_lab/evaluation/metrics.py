@@ -1,4 +1,5 @@
-"""Test-set numbers a paper would print: ELBO, the importance-weighted NLL, active units.
+"""Test-set numbers a paper would print: ELBO, the importance-weighted NLL, active units;
+the KL term and the active units per latent layer (one layer for a single-latent model).
 
 Units as everywhere in vae_lab: nats per image, summed over pixels and latent dims and
 averaged over images; bits per dim where they apply (vae_lab.evaluation.bits): `bpd_8bit`
@@ -7,13 +8,14 @@ of the 8-bit images, `bpd` of binarized ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 
 from vae_lab.data.batches import Batch
 from vae_lab.evaluation.bits import bits_per_dim_of, not_applicable
+from vae_lab.models.components.latent_stack import layer_names
 from vae_lab.models.core import decode_rows
 from vae_lab.models.vae import VAE
 
@@ -33,6 +35,16 @@ def active_units(
     return int((variances > threshold).sum()), variances.float()
 
 
+def active_units_per_layer(
+    means: torch.Tensor, layer_dims: Sequence[int], threshold: float = ACTIVE_THRESHOLD
+) -> dict[str, int]:
+    """`active_units` of each latent layer, by name (`z2`, `z1`; `z1` alone for a single-
+    latent model): `means` (N, D) split into the layers [z_top, ..., z_1] of `layer_dims`."""
+    parts = means.split(list(layer_dims), dim=-1)
+    names = layer_names(len(layer_dims))
+    return {name: active_units(part, threshold)[0] for name, part in zip(names, parts, strict=True)}
+
+
 @dataclass
 class SplitMetrics:
     """One split's figures; the per-dim lists have one entry per latent dim."""
@@ -49,6 +61,9 @@ class SplitMetrics:
     active_units: int
     kl_per_dim: list[float] | None  # None where the prior's KL does not split by dim
     mean_variance_per_dim: list[float]  # Var_x(E_q[z_d]), what active units threshold
+    # by latent layer, top first (z2, z1 for a two-level model; z1 alone for one layer)
+    kl_per_layer: dict[str, float]  # the KL term of each layer; they sum to `kl`
+    active_units_per_layer: dict[str, int]
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -61,6 +76,7 @@ class _Sums:
     terms: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
     bits: dict[str, float] = field(default_factory=dict)  # by name: bpd, bpd_8bit
     kl_dims: torch.Tensor | None = None
+    kl_layers: torch.Tensor | None = None
     means: list[torch.Tensor] = field(default_factory=list)  # posterior means, (B, D) each
     images: int = 0
 
@@ -70,9 +86,13 @@ class _Sums:
         bits: dict[str, torch.Tensor],
         kl_per_dim: torch.Tensor | None,
         means: torch.Tensor,
+        kl_layers: torch.Tensor,
     ) -> None:
-        """One batch: `terms` (4, B) are elbo, recon, kl and the IW log-likelihood."""
+        """One batch: `terms` (4, B) are elbo, recon, kl and the IW log-likelihood;
+        `kl_layers` (B, L) the KL term of each latent layer."""
         self.terms += terms.double().sum(dim=1).cpu()
+        per_layer = kl_layers.double().sum(dim=0).cpu()
+        self.kl_layers = per_layer if self.kl_layers is None else self.kl_layers + per_layer
         for name, values in bits.items():
             self.bits[name] = self.bits.get(name, 0.0) + float(values.double().sum())
         if kl_per_dim is not None:
@@ -81,12 +101,16 @@ class _Sums:
         self.means.append(means.float().cpu())
         self.images += terms.shape[1]
 
-    def metrics(self, k: int, not_applicable: dict[str, str]) -> SplitMetrics:
-        if self.images == 0:
+    def metrics(
+        self, k: int, not_applicable: dict[str, str], layer_dims: Sequence[int]
+    ) -> SplitMetrics:
+        if self.images == 0 or self.kl_layers is None:
             raise ValueError("no images to evaluate")
         n = self.images
         elbo, recon, kl, iw_ll = (self.terms / n).tolist()
-        n_active, variances = active_units(torch.cat(self.means))
+        means = torch.cat(self.means)
+        n_active, variances = active_units(means)
+        names = layer_names(len(layer_dims))
         return SplitMetrics(
             images=n,
             k=k,
@@ -100,6 +124,8 @@ class _Sums:
             active_units=n_active,
             kl_per_dim=None if self.kl_dims is None else (self.kl_dims / n).float().tolist(),
             mean_variance_per_dim=variances.tolist(),
+            kl_per_layer=dict(zip(names, (self.kl_layers / n).tolist(), strict=True)),
+            active_units_per_layer=active_units_per_layer(means, layer_dims),
         )
 
 
@@ -139,7 +165,8 @@ def evaluate(
             bits_per_dim_of(model.likelihood, x, iw, bound, binarized),
             model.prior.kl_per_dim(posterior),
             posterior.mean,
+            terms.kl_layers,
         )
         if on_batch is not None:
             on_batch(sums.images)
-    return sums.metrics(k, not_applicable(model.likelihood, binarized))
+    return sums.metrics(k, not_applicable(model.likelihood, binarized), model.prior.layer_dims)

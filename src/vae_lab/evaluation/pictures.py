@@ -10,10 +10,10 @@ everywhere; a model that is not class-conditional ignores them.
 from __future__ import annotations
 
 import torch
-from torch.distributions import Independent
+from torch.distributions import Distribution
 from torchvision.utils import make_grid
 
-from vae_lab.models.components.gaussian import concatenate
+from vae_lab.models.components.latent_stack import concatenate_posteriors
 from vae_lab.models.vae import VAE
 
 PAD = 1.0  # white lines between tiles
@@ -26,13 +26,14 @@ def _grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
 @torch.no_grad()
 def encode(
     model: VAE, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int = 1000
-) -> Independent:
-    """q(z|x, y) for uint8 or [0, 1] images (N, C, H, W), in batches: shapes (N, D)."""
+) -> Distribution:
+    """q(z|x, y) for uint8 or [0, 1] images (N, C, H, W), in batches: batch shape (N,),
+    event shape (D,)."""
     parts = []
     for start in range(0, len(images), batch_size):
         chunk = slice(start, start + batch_size)
         parts.append(model.encode((images[chunk], None if labels is None else labels[chunk])))
-    return concatenate(parts)
+    return concatenate_posteriors(parts)
 
 
 @torch.no_grad()
@@ -88,25 +89,29 @@ def traversals(
     steps: int = 9,
     label: int | None = None,
 ) -> torch.Tensor:
-    """One row per latent dim d: z0 with z_d swept over [-span, span], everything else fixed
-    (and the class `label` for a conditional model).
+    """One row per dim d of the top latent layer: z0's top layer with z_d swept over
+    [-span, span], its other dims fixed, the layers below completed from the prior
+    (`VAECore.complete`; a single-latent model has only the top layer), and the class
+    `label` for a conditional model. z0 is a whole latent code (D,), e.g. a posterior mean.
 
     Rows of an inactive dim show the same image throughout: the dim carries nothing.
     """
     values = torch.linspace(-span, span, steps, dtype=z0.dtype)
-    z = z0.cpu().expand(len(dims), steps, -1).clone()  # (R, S, D)
+    top = z0.cpu()[: model.prior.layer_dims[0]]
+    z = top.expand(len(dims), steps, -1).clone()  # (R, S, D_top)
     for row, d in enumerate(dims):
         z[row, :, d] = values
-    return _grid(model.decode(z.flatten(0, 1), label), nrow=steps)
+    return _grid(model.decode(model.complete(z.flatten(0, 1)), label), nrow=steps)
 
 
 @torch.no_grad()
 def manifold_2d(
     model: VAE, n: int = 20, eps: float = 0.05, label: int | None = None
 ) -> torch.Tensor:
-    """For a 2-D latent space: decodes over an n x n grid of Gaussian quantiles, so each tile
-    covers equal prior mass (Kingma & Welling 2014, Fig. 4). Rows go down in z_2."""
+    """For a 2-D (top) latent layer: decodes over an n x n grid of Gaussian quantiles, so each
+    tile covers equal N(0, I) mass (Kingma & Welling 2014, Fig. 4), the layers below
+    completed from the prior. Rows go down in the second dim."""
     q = torch.special.ndtri(torch.linspace(eps, 1 - eps, n, dtype=torch.float64))
-    z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")  # row 0: the largest z_2
+    z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")  # row 0: the largest second dim
     z = torch.stack([z1, z2], dim=-1).reshape(-1, 2)
-    return _grid(model.decode(z, label), nrow=n)
+    return _grid(model.decode(model.complete(z), label), nrow=n)

@@ -9,7 +9,17 @@ from omegaconf import DictConfig
 
 from vae_lab.cli.errors import UserError
 from vae_lab.models.compat import check_model_config
+from vae_lab.models.components.prior import Prior
 from vae_lab.models.vae import VAE
+
+
+def model_prior(cfg: DictConfig) -> Prior:
+    """The configured prior (`cfg.prior`), or, for a model whose config has `latents` (a
+    `_partial_` factory: a stack of latent layers), what that makes of it as its top layer:
+    p(z) over the whole stack (`hierarchical_prior.HierarchicalPrior`)."""
+    prior: Prior = instantiate(cfg.prior)
+    latents = cfg.model.get("latents")
+    return prior if latents is None else instantiate(latents, _convert_="all")(top=prior)
 
 
 def build_vae(cfg: DictConfig, input_shape: Sequence[int], num_classes: int = 10) -> VAE:
@@ -21,6 +31,7 @@ def build_vae(cfg: DictConfig, input_shape: Sequence[int], num_classes: int = 10
     shape with its channels times the likelihood's `params_per_pixel` (so a likelihood
     with more numbers per pixel needs no other network), and both, when the conditioning
     gives them a condition, its size `condition_dim`; the conditioning gets `num_classes`.
+    The prior is `model_prior`'s.
     """
     check_model_config(cfg)
     shape = list(input_shape)
@@ -34,7 +45,7 @@ def build_vae(cfg: DictConfig, input_shape: Sequence[int], num_classes: int = 10
         encoder=encoder,
         decoder=instantiate(cfg.model.decoder, output_shape=output_shape, **sizes, _convert_="all"),
         likelihood=likelihood,
-        prior=instantiate(cfg.prior),
+        prior=model_prior(cfg),
         objective=instantiate(cfg.objective),
         kl_schedule=instantiate(cfg.kl_schedule),
         conditioning=conditioning,

@@ -5,7 +5,8 @@ What the checks read is declared by the parts themselves (class attributes and
 constructor arguments), so a new part joins them with no edit here:
 
 - `objective.free_bits` floors a KL term per latent dim: it needs an objective with a KL
-  term (`Objective.has_kl_term`) and a prior whose KL splits by dim (`Prior.per_dim_kl`);
+  term (`Objective.has_kl_term`) and a prior whose KL splits by dim (`Prior.per_dim_kl`;
+  for a model with `latents`, the prior they make);
 - a conditioning that conditions (`conditions = True`) needs an encoder and a decoder
   that take a `condition_dim` argument;
 - a decoder takes `output_shape`, the shape of the likelihood's parameters per image; one
@@ -48,11 +49,18 @@ def _require_targets(cfg: DictConfig) -> None:
                 )
 
 
+def _prior_node(cfg: DictConfig) -> Any:
+    """The config of the model's prior: its `model.latents` where it has a stack of latent
+    layers (which wraps the configured prior), else `prior`."""
+    latents = cfg.model.get("latents") if cfg.get("model") is not None else None
+    return cfg.prior if latents is None else latents
+
+
 def _check_free_bits(cfg: DictConfig) -> None:
     free_bits = cfg.objective.get("free_bits") or 0
     if not free_bits > 0:
         return
-    objective, prior = _class_of(cfg.objective), _class_of(cfg.prior)
+    objective, prior = _class_of(cfg.objective), _class_of(_prior_node(cfg))
     if objective is not None and not getattr(objective, "has_kl_term", True):
         raise UserError(
             f"objective.free_bits={free_bits} does not go with the objective "
@@ -63,7 +71,7 @@ def _check_free_bits(cfg: DictConfig) -> None:
         raise UserError(
             f"objective.free_bits={free_bits} does not go with the prior {prior.__name__}: "
             "the floor is per latent dim, and its KL to the posterior does not split by dim; "
-            "set objective.free_bits=0, or use prior=standard_normal"
+            "set objective.free_bits=0, or use prior=standard_normal with a single-latent model"
         )
 
 

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.distributions import Independent
+from torch.distributions import Distribution
 
 from vae_lab.data.batches import Batch
 from vae_lab.models.components.conditioning import Conditioning, NoConditioning
@@ -69,7 +69,7 @@ CPU_SCORE_ROWS = 512
 
 
 class VAEOutput(NamedTuple):
-    posterior: Independent  # q(z|x), batch (B,), event (D,)
+    posterior: Distribution  # q(z|x), batch (B,), event (D,)
     z: torch.Tensor  # one reparameterized sample, (B, D)
     params: torch.Tensor  # decoder output, (B, C * params_per_pixel, H, W)
 
@@ -116,11 +116,13 @@ class VAECore(nn.Module):
         """Whether encoder and decoder see the label (conditioning=label)."""
         return bool(self.conditioning.conditions)
 
-    def posterior(self, x: torch.Tensor, c: torch.Tensor | None) -> Independent:
-        """q(z|x, c) for float images x (B, C, H, W) and condition vectors c (or None)."""
+    def posterior(self, x: torch.Tensor, c: torch.Tensor | None) -> Distribution:
+        """q(z|x, c) for float images x (B, C, H, W) and condition vectors c (or None): a
+        diagonal Gaussian, or for a stack of latent layers a `LatentStack` over all of them
+        (`vae_lab.models.components.latent_stack`)."""
         return self.encoder(x) if c is None else self.encoder(x, c)
 
-    def posterior_given_labels(self, x: torch.Tensor, labels: torch.Tensor | None) -> Independent:
+    def posterior_given_labels(self, x: torch.Tensor, labels: torch.Tensor | None) -> Distribution:
         """q(z|x, y) for float images x (B, C, H, W) in the model's dtype and class labels
         y (B,), or None where the model is not class-conditional; with gradients."""
         return self.posterior(x, self._condition(labels, len(x)))
@@ -155,21 +157,24 @@ class VAECore(nn.Module):
         z = posterior.rsample()
         return VAEOutput(posterior, z, self.likelihood_params(z, c))
 
-    def elbo_pass(self, x: torch.Tensor, c: torch.Tensor | None) -> tuple[ELBOTerms, Independent]:
+    def elbo_pass(self, x: torch.Tensor, c: torch.Tensor | None) -> tuple[ELBOTerms, Distribution]:
         """One reparameterized pass: the beta = 1 ELBO terms, and q(z|x, c)."""
         out = self(x, c)
         recon = -self.likelihood.log_prob(x, out.params)  # (B,)
-        kl = self.prior.kl(out.posterior, out.z)  # (B,)
-        return ELBOTerms(elbo=-(recon + kl), recon=recon, kl=kl), out.posterior
+        kl_layers = self.prior.kl_per_layer(out.posterior, out.z)  # (B, L), top layer first
+        kl = kl_layers.sum(-1)  # (B,)
+        return ELBOTerms(-(recon + kl), recon, kl, kl_layers), out.posterior
 
     def elbo_terms(self, batch: BatchLike) -> ELBOTerms:
         """The beta = 1 ELBO and its two terms per image, shape (B,) each, with gradients."""
         return self.elbo_pass(*self._inputs(batch))[0]
 
     def log_weights(
-        self, x: torch.Tensor, c: torch.Tensor | None, posterior: Independent, n: int
+        self, x: torch.Tensor, c: torch.Tensor | None, posterior: Distribution, n: int
     ) -> LogWeights:
-        """log p(x|z_i), log p(z_i), log q(z_i|x) for n draws z_i ~ q(z|x): each (n, B)."""
+        """log p(x|z_i), log p(z_i), log q(z_i|x) for n draws z_i ~ q(z|x): each (n, B).
+        For a stack of latent layers, one draw of every layer per sample, and log p(z_i),
+        log q(z_i|x) summed over the layers."""
         z = posterior.rsample((n,))  # (n, B, D)
         log_px_z = self.log_px_z(x, self.likelihood_params(z, c))
         return LogWeights(z, log_px_z, self.prior.log_prob(z), posterior.log_prob(z))
@@ -228,8 +233,9 @@ class VAECore(nn.Module):
     # --- what a user looks at -------------------------------------------------------------
 
     @torch.no_grad()
-    def encode(self, batch: BatchLike) -> Independent:
-        """q(z|x, y) for a batch: a diagonal Gaussian, `.mean` (B, D) its posterior means."""
+    def encode(self, batch: BatchLike) -> Distribution:
+        """q(z|x, y) for a batch: a diagonal Gaussian (or a stack of layers), `.mean` (B, D)
+        its posterior means."""
         return self.posterior(*self._inputs(batch))
 
     @torch.no_grad()
@@ -246,6 +252,14 @@ class VAECore(nn.Module):
         z = z.to(anchor.device, anchor.dtype)
         params = self.likelihood_params(z, self._condition(labels, z.shape[0]))
         return self.likelihood.sample(params) if pixels else self.likelihood.mean(params)
+
+    @torch.no_grad()
+    def complete(self, z_top: torch.Tensor) -> torch.Tensor:
+        """A whole latent code (..., D) from one of the top layer (..., prior.layer_dims[0]),
+        on the model's device: the layers below at the prior's conditional means given it
+        (`Prior.complete`); for a single latent layer, z_top itself."""
+        anchor = self._device_anchor
+        return self.prior.complete(z_top.to(anchor.device, anchor.dtype))
 
     @torch.no_grad()
     def sample(

@@ -3,8 +3,10 @@ and optimizers, on top of the model's maths (`vae_lab.models.core.VAECore`, wher
 bounds and their conventions are written out).
 
 What is logged as `elbo` is always the beta = 1 bound with the model's own prior, whatever
-the objective trains (`objective`, weighted by `kl_schedule`). The test stage also logs
--L_k, the importance-weighted bound with k = `iw_samples`, as `test/iw_nll`.
+the objective trains (`objective`, weighted by `kl_schedule`). Validation and test also
+log the KL term of each latent layer (`kl_z2`, `kl_z1` for a two-level model; `kl_z1`,
+the whole KL, for a single-latent one). The test stage also logs -L_k, the importance-
+weighted bound with k = `iw_samples`, as `test/iw_nll`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from vae_lab.data.batches import Batch
 from vae_lab.evaluation.bits import bits_per_dim_of, is_binarized
 from vae_lab.models.components.conditioning import Conditioning
 from vae_lab.models.components.kl_schedules import ConstantKL, KLSchedule
+from vae_lab.models.components.latent_stack import layer_names
 from vae_lab.models.components.likelihoods import Likelihood
 from vae_lab.models.components.objectives import ELBO, Objective, ObjectiveOutput
 from vae_lab.models.components.prior import Prior
@@ -107,6 +110,14 @@ class VAE(VAECore, L.LightningModule):
         if training:
             metrics["train/loss"] = loss
             metrics["train/kl_weight"] = self.kl_weight(batch_idx)
+        else:  # the KL term of each latent layer: kl_z1 alone for a single-latent model
+            names = layer_names(terms.kl_layers.shape[-1])
+            metrics.update(
+                {
+                    f"{stage}/kl_{name}": kl.mean()
+                    for name, kl in zip(names, terms.kl_layers.T, strict=True)
+                }
+            )
         if stage == "test" and self.iw_samples > 0:
             iw_ll = self.iw_log_likelihood(batch, self.iw_samples)
             metrics["test/iw_nll"] = -iw_ll.mean()

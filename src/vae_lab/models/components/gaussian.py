@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -23,6 +23,18 @@ def diagonal_gaussian(mean: torch.Tensor, log_var: torch.Tensor) -> Independent:
     """N(mean, diag(exp(log_var))) over the last dim; shapes (..., D)."""
     std = torch.exp(0.5 * log_var)
     return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
+
+
+def diagonal(q: Distribution) -> Independent:
+    """q itself, checked to be a diagonal Gaussian (`Independent` over a `Normal`): the
+    posterior of a single latent layer, what the closed-form KL and the mixtures read."""
+    if isinstance(q, Independent) and isinstance(q.base_dist, Normal):
+        return q
+    raise TypeError(
+        f"expected a diagonal Gaussian posterior (Independent(Normal)), got {type(q).__name__}; "
+        "a model with a stack of latent layers needs its prior wrapped by the model's "
+        "`latents` (model=hvae, conv_hvae)"
+    )
 
 
 def log_variance(q: Independent) -> torch.Tensor:

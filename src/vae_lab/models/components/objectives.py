@@ -105,5 +105,6 @@ class IWAE(Objective):
         log_w = w.log_px_z + beta * (w.log_pz - w.log_qz)
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.k)  # (B,)
         recon = -w.log_px_z[0]
-        kl = model.prior.kl(posterior, w.z[0])
-        return ObjectiveOutput(-bound.mean(), ELBOTerms(elbo=-(recon + kl), recon=recon, kl=kl))
+        kl_layers = model.prior.kl_per_layer(posterior, w.z[0])  # (B, L)
+        kl = kl_layers.sum(-1)
+        return ObjectiveOutput(-bound.mean(), ELBOTerms(-(recon + kl), recon, kl, kl_layers))

@@ -15,17 +15,23 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.distributions import Independent, Normal
+from torch.distributions import Distribution, Normal
 
-from vae_lab.models.components.gaussian import standard_normal_kl_per_dim
+from vae_lab.models.components.gaussian import diagonal, standard_normal_kl_per_dim
 
 # q(z|x, y) with gradients, for float images x (B, C, H, W) in the model's dtype and class
-# labels y (B,), or None for a model that is not class-conditional.
-Encode = Callable[[torch.Tensor, torch.Tensor | None], Independent]
+# labels y (B,), or None for a model that is not class-conditional: a diagonal Gaussian
+# (`Independent`), or for a stack of latent layers a `latent_stack.LatentStack`.
+Encode = Callable[[torch.Tensor, torch.Tensor | None], Distribution]
 
 
 class Prior(nn.Module, ABC):
-    """p(z) over `latent_dim` dims; log-densities sum over the dims."""
+    """p(z) over `latent_dim` dims; log-densities sum over the dims.
+
+    A prior over a single latent layer is one layer of `latent_dim` dims (`layer_dims`);
+    one over a stack of layers (`hierarchical_prior.HierarchicalPrior`) overrides the
+    three methods that say so: `layer_dims`, `complete`, `kl_per_layer`.
+    """
 
     per_dim_kl = False  # whether kl_per_dim gives KL(q || p) split by latent dim
     _device_anchor: torch.Tensor  # empty; follows the module's device and dtype
@@ -63,15 +69,30 @@ class Prior(nn.Module, ABC):
         """n draws, shape (n, latent_dim), on the prior's device; `generator` (on any
         device) makes them reproducible."""
 
-    def kl(self, posterior: Independent, z: torch.Tensor) -> torch.Tensor:
+    def kl(self, posterior: Distribution, z: torch.Tensor) -> torch.Tensor:
         """KL(q(z|x) || p(z)) per item, shape (B,): here the one-sample Monte Carlo
         estimate log q(z|x) - log p(z) at the model's draw z, unbiased, not a bound
         itself; a prior with a closed form overrides it."""
         return posterior.log_prob(z) - self.log_prob(z)
 
-    def kl_per_dim(self, posterior: Independent) -> torch.Tensor | None:
+    def kl_per_dim(self, posterior: Distribution) -> torch.Tensor | None:
         """KL(q || p) of each latent dim, shape (B, D), where it splits by dim; else None."""
         return None
+
+    def kl_per_layer(self, posterior: Distribution, z: torch.Tensor) -> torch.Tensor:
+        """The KL term of each latent layer at the model's draw z, top layer first, shape
+        (B, L); they sum to the model's KL term. Here one layer: `kl`."""
+        return self.kl(posterior, z).unsqueeze(-1)
+
+    @property
+    def layer_dims(self) -> list[int]:
+        """The sizes of the latent layers z is made of, top first: here one, `latent_dim`."""
+        return [self.latent_dim]
+
+    def complete(self, z_top: torch.Tensor) -> torch.Tensor:
+        """A whole z (..., latent_dim) from a code of the top layer (..., layer_dims[0]),
+        the layers below at their conditional means; here the top layer is all of z."""
+        return z_top
 
     def randn(self, *shape: int, generator: torch.Generator | None) -> torch.Tensor:
         """Standard normal noise drawn on the generator's device, then moved to the prior's."""
@@ -93,9 +114,9 @@ class StandardNormalPrior(Prior):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.randn(n, self.latent_dim, generator=generator)
 
-    def kl(self, posterior: Independent, z: torch.Tensor) -> torch.Tensor:
+    def kl(self, posterior: Distribution, z: torch.Tensor) -> torch.Tensor:
         """Closed form (Kingma & Welling 2014, App. B); z is not needed."""
-        return standard_normal_kl_per_dim(posterior).sum(-1)
+        return standard_normal_kl_per_dim(diagonal(posterior)).sum(-1)
 
-    def kl_per_dim(self, posterior: Independent) -> torch.Tensor:
-        return standard_normal_kl_per_dim(posterior)
+    def kl_per_dim(self, posterior: Distribution) -> torch.Tensor:
+        return standard_normal_kl_per_dim(diagonal(posterior))

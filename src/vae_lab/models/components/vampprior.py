@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae_lab.models.components.gaussian import log_variance
+from vae_lab.models.components.gaussian import diagonal, log_variance
 from vae_lab.models.components.mixture import MixturePrior
 from vae_lab.models.components.prior import Encode
 
@@ -59,5 +59,5 @@ class VampPrior(MixturePrior):
         if self.encode is None:
             raise RuntimeError("the VampPrior is used before a model attached it")
         u = F.hardtanh(self.pseudo_inputs, 0.0, 1.0)  # (K, C, H, W), pixels in [0, 1]
-        q = self.encode(u, self.pseudo_labels)
+        q = diagonal(self.encode(u, self.pseudo_labels))
         return q.base_dist.loc, log_variance(q)  # (K, D) each
