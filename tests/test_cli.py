@@ -18,7 +18,7 @@ pytestmark = pytest.mark.cli  # every test here starts `python -m vae_lab.<comma
 # behind: (module, arguments, the whole of stderr). Every other bad input is checked in
 # this process, through the same entry points, in test_errors.py.
 AS_A_USER_TYPES_THEM = [
-    ("train", ["model=transformer"], "error: unknown option model=transformer; the options of 'model' are: conv, gated_mlp, mlp"),
+    ("train", ["model=transformer"], "error: unknown option model=transformer; the options of 'model' are: conv, conv_hvae, gated_mlp, hvae, mlp"),
     ("train", ["latent_dim=0"], "error: latent_dim must be a positive integer, got 0"),
     ("train", ["data.root={tmp}/nowhere"], "error: Fashion-MNIST IDX files not found (looked in: {tmp}/nowhere). Run `make data`"),
     ("evaluate", ["ckpt_path={tmp}/missing.ckpt"], "error: checkpoint {tmp}/missing.ckpt does not exist; pass the path of a .ckpt file"),
