@@ -42,6 +42,16 @@ def gated_stack(n_in: int, hidden_sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*(GatedDense(a, b) for a, b in itertools.pairwise([n_in, *hidden_sizes])))
 
 
+def log_var_clamp(log_var_range: Sequence[float] | None) -> nn.Module:
+    """Hardtanh(low, high) on a log-variance (the VampPrior code's [-6, 2]); None: none."""
+    if log_var_range is None:
+        return nn.Identity()
+    low, high = log_var_range
+    if not low < high:
+        raise ValueError(f"log_var_range must be [low, high] with low < high, got {log_var_range}")
+    return nn.Hardtanh(low, high)
+
+
 def initialize(module: nn.Module, init: str) -> None:
     """Apply `init` to every linear weight under `module`."""
     if init not in INITS:
@@ -69,14 +79,7 @@ class GatedMLPEncoder(nn.Module):
         self.body = gated_stack(math.prod(input_shape) + condition_dim, hidden_sizes)
         self.mean = nn.Linear(hidden_sizes[-1], latent_dim)
         self.log_var = nn.Linear(hidden_sizes[-1], latent_dim)
-        self.clamp: nn.Module = nn.Identity()
-        if log_var_range is not None:
-            low, high = log_var_range
-            if not low < high:
-                raise ValueError(
-                    f"log_var_range must be [low, high] with low < high, got {log_var_range}"
-                )
-            self.clamp = nn.Hardtanh(low, high)
+        self.clamp = log_var_clamp(log_var_range)
         initialize(self, init)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Independent:

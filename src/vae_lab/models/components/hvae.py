@@ -27,7 +27,12 @@ import torch
 from torch import nn
 from torch.distributions import Independent
 
-from vae_lab.models.components.gated_mlp import GatedDense, gated_stack, initialize
+from vae_lab.models.components.gated_mlp import (
+    GatedDense,
+    gated_stack,
+    initialize,
+    log_var_clamp,
+)
 from vae_lab.models.components.gaussian import diagonal_gaussian
 from vae_lab.models.components.latent_stack import LatentStack
 
@@ -42,14 +47,7 @@ class GaussianHead(nn.Module):
         super().__init__()
         self.mean = nn.Linear(n_in, latent_dim)
         self.log_var = nn.Linear(n_in, latent_dim)
-        self.clamp: nn.Module = nn.Identity()
-        if log_var_range is not None:
-            low, high = log_var_range
-            if not low < high:
-                raise ValueError(
-                    f"log_var_range must be [low, high] with low < high, got {log_var_range}"
-                )
-            self.clamp = nn.Hardtanh(low, high)
+        self.clamp = log_var_clamp(log_var_range)
 
     def forward(self, h: torch.Tensor) -> Independent:
         return diagonal_gaussian(self.mean(h), self.clamp(self.log_var(h)))
