@@ -8,6 +8,7 @@ or copy them before writing into them, rather than training another."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,11 @@ from vae_lab.cli.entry import CONFIG_DIR
 from vae_lab.data.idx import write_idx
 
 TINY_TRAIN, TINY_TEST = 300, 100
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Workers side by side on the cores: the commands a test starts (which inherit this)
+    # get one OpenMP thread each too, as the workers' torch has (`one_thread`).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _images(
