@@ -7,9 +7,10 @@
 Rebuilds the model from the checkpoint's saved config, evaluates a whole split (test by
 default), prints a table, writes `metrics.json` in its own output directory (and a copy,
 `evaluate_<split>.json`, in the run's, where `vae_lab.report` reads it) and logs the
-figures to TensorBoard beside the run (tags `evaluate/<split>_*`). With `eval.fid=true` it
-adds FID and KID of prior samples in a Fashion-MNIST classifier's features
-(vae_lab.evaluation.quality), beside the same distances for a floor and a ceiling.
+figures to TensorBoard beside the run (tags `evaluate/<split>_*`); for a shipped model
+(`ckpt_path=<name>`, vae_lab.pretrained), which belongs to no run, `metrics.json` alone.
+With `eval.fid=true` it adds FID and KID of prior samples in a Fashion-MNIST classifier's
+features (vae_lab.evaluation.quality), beside the same distances for a floor and a ceiling.
 """
 
 from __future__ import annotations
@@ -19,54 +20,43 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
 from vae_lab.cli.entry import command
 from vae_lab.config.checks import check_evaluate
 
+if TYPE_CHECKING:
+    from vae_lab.evaluation.trained import Trained
+
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate as `cfg` says; return what `metrics.json` holds."""
-    import torch
     from hydra.core.hydra_config import HydraConfig
 
     from vae_lab.classifier import store
-    from vae_lab.data.batches import IndexBatches
-    from vae_lab.evaluation.bits import is_binarized
-    from vae_lab.evaluation.metrics import evaluate
     from vae_lab.evaluation.quality import check_fid_options, sample_quality
-    from vae_lab.evaluation.trained import load_trained, split_data
+    from vae_lab.evaluation.trained import load_trained
     from vae_lab.run.outputs import write_json_atomic
 
     check_evaluate(cfg)
     check_fid_options(cfg.eval)
     classifier = store.read(cfg.eval.classifier) if cfg.eval.fid else None  # missing: say now
     trained = load_trained(cfg)
-    images, labels = split_data(trained, cfg, cfg.eval.split)
-    images, labels = images[: cfg.eval.limit], labels[: cfg.eval.limit]
-    torch.manual_seed(cfg.seed)
     start = time.perf_counter()
-    batches = IndexBatches(images, labels, batch_size=cfg.eval.batch_size, shuffle=False)
-    device = next(trained.model.parameters()).device
     fid_data = _fid_data(trained, cfg) if classifier is not None else None  # sizes: say now
-    binarized = is_binarized(trained.config)
-    with _progress(len(images), cfg.eval.k, start) as progress:
-        result = evaluate(
-            trained.model, batches, cfg.eval.k, cfg.eval.decode_batch, device, progress, binarized
-        )
     summary: dict[str, Any] = {
         "checkpoint": str(trained.checkpoint),
-        "run_dir": str(trained.run_dir),
+        "run_dir": None if trained.run_dir is None else str(trained.run_dir),
         "epoch": trained.epoch,
         "global_step": trained.global_step,
         "split": cfg.eval.split,
         "seed": cfg.seed,
-        "device": str(device),
-        **result.as_dict(),
+        "device": str(next(trained.model.parameters()).device),
+        **bounds(trained, cfg),
     }
     samples = None
     if classifier is not None and fid_data is not None:
@@ -85,8 +75,36 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_json_atomic(out, summary)
     print(_table(summary))
     print(f"\nWrote {out}")
-    _write_beside_run(summary, trained.run_dir, samples)
+    if trained.run_dir is None:
+        print(f"Nothing written beside {trained.checkpoint}: a shipped model, in the package")
+    else:
+        _write_beside_run(summary, trained.run_dir, samples)
     return summary
+
+
+def bounds(trained: Trained, cfg: DictConfig) -> dict[str, Any]:
+    """The bounds and latent figures (`SplitMetrics`) of `trained` on the first `eval.limit`
+    images of `eval.split`, z drawn after seeding torch with `seed`: what `metrics.json`
+    holds beside the checkpoint's name, and what a shipped model's check figure is."""
+    import torch
+
+    from vae_lab.data.batches import IndexBatches
+    from vae_lab.evaluation.bits import is_binarized
+    from vae_lab.evaluation.metrics import evaluate
+    from vae_lab.evaluation.trained import split_data
+
+    images, labels = split_data(trained, cfg, cfg.eval.split)
+    images, labels = images[: cfg.eval.limit], labels[: cfg.eval.limit]
+    torch.manual_seed(cfg.seed)
+    start = time.perf_counter()
+    batches = IndexBatches(images, labels, batch_size=cfg.eval.batch_size, shuffle=False)
+    device = next(trained.model.parameters()).device
+    binarized = is_binarized(trained.config)
+    with _progress(len(images), cfg.eval.k, start) as progress:
+        result = evaluate(
+            trained.model, batches, cfg.eval.k, cfg.eval.decode_batch, device, progress, binarized
+        )
+    return result.as_dict()
 
 
 @contextmanager

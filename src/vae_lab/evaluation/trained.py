@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+import vae_lab.pretrained as pretrained
 from vae_lab.cli.errors import UserError, brief
 from vae_lab.config.schemas import SPLITS, DataConfig
 from vae_lab.data.fashion_mnist import FashionMNISTDataModule
@@ -22,7 +23,9 @@ class Trained:
     model: VAE  # in eval mode, on `device`
     config: DictConfig  # the config the run was trained with
     checkpoint: Path
-    run_dir: Path  # the run the checkpoint belongs to: its TensorBoard log directory
+    # The run the checkpoint belongs to (its TensorBoard log directory); None for a shipped
+    # model (vae_lab.pretrained), which belongs to no run and lives in the installed package.
+    run_dir: Path | None
     input_shape: tuple[int, ...]  # (C, H, W) the model was trained on
     epoch: int
     global_step: int
@@ -42,26 +45,33 @@ def pick_device(name: str) -> torch.device:
 
 
 def load_trained(cfg: DictConfig) -> Trained:
-    """The model of `cfg.ckpt_path` (a .ckpt or a run dir), rebuilt from its own config."""
+    """The model of `cfg.ckpt_path` (a .ckpt, a run dir or the name of a shipped model),
+    rebuilt from its own config."""
     if not cfg.ckpt_path:
         raise UserError(
             "ckpt_path is required: pass ckpt_path=outputs/runs/<date>/<time>_<token>/checkpoints/"
-            "last.ckpt (or just the run directory)"
+            "last.ckpt (or just the run directory, or the name of a shipped model)"
         )
     device = pick_device(str(cfg.device))
     path = checkpoints.resolve(cfg.ckpt_path)
     ckpt = checkpoints.load(path)
     model = checkpoints.build_model(ckpt).to(device)
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     return Trained(
         model=model,
         config=checkpoints.saved_config(ckpt),
         checkpoint=path,
-        run_dir=run_dir,
+        run_dir=_run_dir(path),
         input_shape=tuple(ckpt["hyper_parameters"]["input_shape"]),
         epoch=int(ckpt.get("epoch", -1)),
         global_step=int(ckpt.get("global_step", 0)),
     )
+
+
+def _run_dir(path: Path) -> Path | None:
+    """The run directory of the checkpoint file `path`; None for a shipped model's."""
+    if pretrained.shipped_name(path) is not None:
+        return None
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
 def split_data(

@@ -5,7 +5,8 @@ tensors, numbers, strings and containers only. A file that carries pickled Pytho
 (which could run code when unpickled) is refused, never loaded. Whatever else a path holds
 (text, random bytes, nothing, a truncated file, another program's checkpoint, a directory)
 is one `UserError` saying what it is not. `load` is the one way in for every command that
-reads a checkpoint (evaluate, sample, train with ckpt_path), and it refuses a checkpoint
+reads a checkpoint (evaluate, sample, train with ckpt_path; `resolve` turns the name of a
+shipped model, `vae_lab.pretrained`, into its file), and it refuses a checkpoint
 whose saved config names anything but vae_lab's own kinds of class (`allowed_targets`)
 before anything of it is used. A config saved before a module of vae_lab moved is read
 under today's names (`moved`).
@@ -25,6 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+import vae_lab.pretrained as pretrained
 from vae_lab.cli.errors import UserError, brief
 from vae_lab.models.vae import VAE
 from vae_lab.run import allowed_targets, moved
@@ -39,8 +41,11 @@ _PARTS = "vae_lab.models.components"
 
 
 def resolve(path: str | Path) -> Path:
-    """The checkpoint file `path` names: a `.ckpt` file, or a run directory for its last one."""
+    """The checkpoint file `path` names: a `.ckpt` file, a run directory for its last one, or
+    the name of a shipped model (`vae_lab.pretrained`) where no such path exists."""
     p = Path(path).expanduser()
+    if not p.exists() and str(path) in pretrained.names():
+        return pretrained.checkpoint(str(path))
     if p.is_dir():
         if (p / LAST).is_file():
             return p / LAST
@@ -49,7 +54,10 @@ def resolve(path: str | Path) -> Path:
             "or the path of a .ckpt file"
         )
     if not p.exists():
-        raise UserError(f"checkpoint {p} does not exist; pass the path of a .ckpt file")
+        raise UserError(
+            f"checkpoint {p} does not exist; pass the path of a .ckpt file, or the name of a "
+            f"shipped model ({pretrained.LIST_HINT})"
+        )
     if not p.is_file():
         raise UserError(f"{p} is not a regular file (a device or pipe?), not a checkpoint; {FIX}")
     return p

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import vae_lab.pretrained as pretrained
 from vae_lab.cli.errors import UserError, brief
 from vae_lab.config.schemas import MODEL_GROUPS
 from vae_lab.run import checkpoints
@@ -90,6 +91,13 @@ def _run_dir_of(ckpt_path: Path, saved: Mapping[str, Any]) -> Path | None:
 def prepare(ckpt_path: str, config: Mapping[str, Any]) -> Resume:
     """Load and check the checkpoint that `ckpt_path` names against the run's `config`."""
     path = checkpoints.resolve(ckpt_path)
+    name = pretrained.shipped_name(path)
+    if name is not None:
+        raise UserError(
+            f"{name} is a shipped model: weights and config without the optimizer state "
+            "training continues from, so it cannot be resumed; to train it again, run its "
+            f"retrain command ({pretrained.LIST_HINT})"
+        )
     ckpt = checkpoints.load(path)  # weights-only; missing, corrupt, foreign: a UserError
     missing = [key for key in TRAINING_STATE if key not in ckpt]
     if missing:
