@@ -99,7 +99,7 @@ def module_loop(cfg: Any, datamodule: Any) -> dict[str, float]:
     images, labels = datamodule.splits["train"]
     torch.manual_seed(0)
     vae = build_vae(cfg, list(images.shape[1:]))
-    optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.optimizer.lr)
+    optimizer = instantiate(cfg.optimizer)(params=vae.parameters())  # as the framework builds it
     seconds = dict.fromkeys(PHASES, 0.0)
     batch_size = cfg.data.batch_size
     order = torch.randperm(len(images))

@@ -1,4 +1,4 @@
-"""Image grids each validation epoch: test inputs beside reconstructions, and samples."""
+"""Image grids during training: test inputs beside reconstructions, and samples."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.trainer.states import TrainerFn
 from torchvision.utils import save_image
 
+from vae_lab.callbacks.cadence import EpochPictures
 from vae_lab.evaluation import pictures
 from vae_lab.models.vae import VAE
 from vae_lab.run.outputs import replaced_whole
 
 
-class ImageGrids(L.Callback):
-    """Logs `val/reconstructions` and `val/samples` to TensorBoard after each validation epoch.
+class ImageGrids(EpochPictures):
+    """Logs `val/reconstructions` and `val/samples` to TensorBoard after the first validation
+    epoch, every `every_n_epochs`-th and at the end of training (`callbacks.cadence`).
 
     The test images are picked once and the samples drawn with the same seed every time
     (through the prior's own sampler), so the grids of successive epochs show the same
@@ -26,8 +27,14 @@ class ImageGrids(L.Callback):
     """
 
     def __init__(
-        self, n_images: int = 16, n_samples: int = 64, seed: int = 0, nrow: int = 8
+        self,
+        n_images: int = 16,
+        n_samples: int = 64,
+        seed: int = 0,
+        nrow: int = 8,
+        every_n_epochs: int = 5,
     ) -> None:
+        super().__init__(every_n_epochs)
         self.n_images, self.n_samples, self.seed, self.nrow = n_images, n_samples, seed, nrow
         self.inputs: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
@@ -38,11 +45,8 @@ class ImageGrids(L.Callback):
         self.inputs = first.images[: self.n_images].float().div(255.0)
         self.labels = first.labels[: self.n_images]
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        fitting = trainer.state.fn == TrainerFn.FITTING  # not the final trainer.validate()
-        if not fitting or trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        assert isinstance(pl_module, VAE) and self.inputs is not None
+    def draw(self, trainer: L.Trainer, pl_module: VAE) -> None:
+        assert self.inputs is not None
         generator = torch.Generator().manual_seed(self.seed)
         grids = {
             # row 1: inputs, row 2: their reconstructions

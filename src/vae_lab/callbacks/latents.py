@@ -1,8 +1,9 @@
 """Pictures of the latent space in TensorBoard: traversals, interpolation, KL per dim, and
 (for a 2-D latent space) the decoded manifold and the test set's posterior means.
 
-All of it runs after validation epochs, off the training step, on rank zero only, and
-writes only to TensorBoard loggers.
+All of it runs after some validation epochs and at the end of training
+(`callbacks.cadence`), off the training step, on rank zero only, and writes only to
+TensorBoard loggers.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.trainer.states import TrainerFn
-from torch.utils.tensorboard import SummaryWriter
 
+from vae_lab.callbacks.cadence import EpochPictures, tensorboard_writers
 from vae_lab.data.fashion_mnist import CLASS_NAMES
 from vae_lab.evaluation import pictures
 from vae_lab.evaluation.metrics import active_units, active_units_per_layer
@@ -24,24 +23,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def tensorboard_writers(trainer: L.Trainer) -> list[SummaryWriter]:
-    return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-
-
-def _draws_pictures(trainer: L.Trainer) -> bool:
-    """True after a validation epoch inside fit (not the sanity check, not a final
-    trainer.validate()), on rank zero, with a TensorBoard logger to draw to."""
-    fitting = trainer.state.fn == TrainerFn.FITTING
-    return (
-        fitting
-        and not trainer.sanity_checking
-        and trainer.is_global_zero
-        and bool(tensorboard_writers(trainer))
-    )
-
-
-class LatentPictures(L.Callback):
-    """After each validation epoch, logs under `latent/`:
+class LatentPictures(EpochPictures):
+    """After the first validation epoch, every `every_n_epochs`-th and at the end of training
+    (`callbacks.cadence`), logs under `latent/`:
 
     - `traversals`: one row per dim of the top latent layer (the first `max_dims`),
       sweeping z_d over [-span, span] from the posterior mean of a fixed test image (the
@@ -61,7 +45,9 @@ class LatentPictures(L.Callback):
         max_dims: int = 16,
         interpolation_steps: int = 10,
         n_stats: int = 2000,
+        every_n_epochs: int = 5,
     ) -> None:
+        super().__init__(every_n_epochs)
         self.span, self.steps, self.max_dims = span, steps, max_dims
         self.interpolation_steps, self.n_stats = interpolation_steps, n_stats
         self.images: torch.Tensor | None = None  # uint8 test images, (n_stats, C, H, W)
@@ -71,10 +57,10 @@ class LatentPictures(L.Callback):
         images, labels = trainer.datamodule.splits["test"]  # type: ignore[attr-defined]
         self.images, self.labels = images[: self.n_stats], labels[: self.n_stats]
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not _draws_pictures(trainer):
-            return
-        assert isinstance(pl_module, VAE) and self.images is not None and self.labels is not None
+    needs_tensorboard = True  # it writes nowhere else
+
+    def draw(self, trainer: L.Trainer, pl_module: VAE) -> None:
+        assert self.images is not None and self.labels is not None
         step = trainer.global_step
         posterior = pictures.encode(pl_module, self.images, self.labels)
         means = posterior.mean  # (N, D)

@@ -11,7 +11,8 @@ number, one that was never stopped (on the same machine and settings).
 Continuing exactly needs the same experiment, so the command must repeat the settings that
 define what is trained (the run's `.hydra/overrides.yaml` lists them). Settings of how it
 runs (`trainer.*` such as `max_epochs` to train on for longer, or `gradient_clip_val`,
-loggers, callbacks, threads, where the data lives) may differ. A mismatch is refused with
+loggers, callbacks, threads, where the data lives, the optimizer's `fused` or `foreach`
+implementation) may differ. A mismatch is refused with
 the differing keys named, never silently half-applied: a learning rate given on the
 command line would otherwise be overwritten by the one in the optimizer state.
 """
@@ -38,6 +39,9 @@ DATA_KEYS = (
     "binarize_seed",
 )  # fmt: skip
 TRAINING_STATE = ("optimizer_states", "loops", "epoch", "global_step")
+# How an optimizer computes its update, not what the update is: a run may resume with
+# another (the optimizer state it restores keeps the implementation it was saved with).
+IMPLEMENTATION_KEYS = ("optimizer.fused", "optimizer.foreach")
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,8 @@ def _what_is_trained(config: Mapping[str, Any]) -> dict[str, Any]:
     data = config.get("data") or {}
     picked = {key: config.get(key) for key in TRAINED_KEYS}
     picked["data"] = {key: data.get(key) for key in DATA_KEYS}
-    return dict(_flatten(picked, ""))
+    flat = dict(_flatten(picked, ""))
+    return {key: value for key, value in flat.items() if key not in IMPLEMENTATION_KEYS}
 
 
 def differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
