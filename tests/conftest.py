@@ -79,6 +79,17 @@ def tiny_overrides(data_root: Path, output_dir: Path) -> list[str]:
 
 ComposeFn = Callable[..., DictConfig]
 
+# Quick runs of the tiny data: 2 steps per epoch, one validation and test batch, a small IW
+# bound, no embedding projector.
+QUICK = (
+    "latent_dim=3",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "eval.k=3",
+    "callbacks.embedding_projector=null",
+)
+
 
 def compose_tiny(data_root: Path, output_dir: Path, *overrides: str) -> DictConfig:
     """configs/train.yaml with the tiny overrides plus `overrides`, without Hydra's node."""

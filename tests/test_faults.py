@@ -162,6 +162,24 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+def _fault_while_paused(
+    args: list[str], cwd: Path, ready: Callable[[], bool], fault: Callable[[], None]
+) -> tuple[int | None, str, str]:
+    """Start a training run, wait until `ready()`, and hold it still (SIGSTOP) while `fault()`
+    changes its world; then let it run to its end. Its exit status and output."""
+    proc = _start(args, cwd)
+    try:
+        _wait_for(ready, proc, timeout=300)
+        os.kill(proc.pid, signal.SIGSTOP)
+        fault()
+        os.kill(proc.pid, signal.SIGCONT)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+        proc.wait()
+    return proc.returncode, stdout, stderr
+
+
 # The writers alone, on a real full or read-only file system: fast.
 
 
@@ -266,17 +284,9 @@ def test_directory_turned_read_only_stops_in_one_line_and_resumes(
         f"trainer.max_epochs={EPOCHS}",
         f"hydra.run.dir={run}",
     ]
-    proc = _start(args, tmp_path)
-    try:
-        _wait_for((run / "checkpoints" / "last.ckpt").exists, proc, timeout=300)
-        os.kill(proc.pid, signal.SIGSTOP)  # held still while its directory turns read-only
-        mounts.read_only(run)
-        os.kill(proc.pid, signal.SIGCONT)
-        stdout, stderr = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-        proc.wait()
-    line = _one_error_line(proc.returncode, stdout, stderr)
+    ready = (run / "checkpoints" / "last.ckpt").exists
+    outcome = _fault_while_paused(args, tmp_path, ready, lambda: mounts.read_only(run))
+    line = _one_error_line(*outcome)  # held still while its directory turned read-only
     assert line.startswith(f"error: the file system is read-only: cannot write {run}")
     assert "(Read-only file system); the run stopped and its last good checkpoint is kept" in line
     assert "To go on, make that file system writable again, then resume with: " in line
@@ -298,21 +308,16 @@ def test_log_file_on_a_full_disk_stops_the_run_in_one_line(
     logs = mounts.tmpfs(tmp_path / "logs", size=1024 * 1024)
     job, run = logs / "job", tmp_path / "run"
     args = [*tiny_overrides(tiny_data, run), "latent_dim=4", f"hydra.run.dir={job}"]
-    proc = _start(args, tmp_path)
-    try:
-        # Hydra opens train.log, then writes .hydra/; the first line comes with the trainer.
-        _wait_for((job / ".hydra" / "overrides.yaml").exists, proc, timeout=300)
-        os.kill(proc.pid, signal.SIGSTOP)
+
+    def fill() -> None:
         with (logs / "filler").open("wb") as filler, pytest.raises(OSError):
             while True:  # until the disk is full
                 filler.write(b"\0" * 65536)
                 filler.flush()
-        os.kill(proc.pid, signal.SIGCONT)
-        stdout, stderr = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-        proc.wait()
-    line = _one_error_line(proc.returncode, stdout, stderr)
+
+    # Hydra opens train.log, then writes .hydra/; the first line comes with the trainer.
+    ready = (job / ".hydra" / "overrides.yaml").exists
+    line = _one_error_line(*_fault_while_paused(args, tmp_path, ready, fill))
     assert line == (
         f"error: the disk is full: cannot write {job / 'train.log'} (No space left on device); "
         "the run stopped and no checkpoint had been written yet. To go on, free some space on "

@@ -24,7 +24,7 @@ from torch import nn
 from torch.distributions import Independent, MultivariateNormal
 
 import vae_lab
-from tests.conftest import ComposeFn, compose_tiny
+from tests.conftest import QUICK, ComposeFn, compose_tiny
 from vae_lab import sample
 from vae_lab.cli.entry import CONFIG_DIR
 from vae_lab.cli.errors import UserError
@@ -537,14 +537,6 @@ def test_a_single_latent_prior_is_one_layer_and_completes_nothing() -> None:
 
 # --- the options, the whole way -------------------------------------------------------------
 
-QUICK = (
-    "latent_dim=3",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "eval.k=3",
-    "callbacks.embedding_projector=null",
-)
 PRIORS = {
     "standard_normal": (),
     "mog": ("prior.components=3",),

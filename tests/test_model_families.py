@@ -14,22 +14,13 @@ from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import vae_lab
-from tests.conftest import ComposeFn, compose_tiny
+from tests.conftest import QUICK, ComposeFn, compose_tiny
 from vae_lab import sample
 from vae_lab.cli.entry import CONFIG_DIR
 from vae_lab.data.batches import IndexBatches
 from vae_lab.evaluation.metrics import evaluate
 from vae_lab.train import train
 
-# Quick runs: 2 steps per epoch, one validation and test batch, a small IW bound.
-QUICK = (
-    "latent_dim=3",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "eval.k=3",
-    "callbacks.embedding_projector=null",
-)
 NEW_OPTIONS = [
     ("model=gated_mlp",),
     ("prior=mog", "prior.components=3"),
