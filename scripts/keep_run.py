@@ -3,13 +3,14 @@
     python scripts/keep_run.py <run dir> <dest under runs/> --note "what the run is"
 
 Copies what resuming and reporting need, and nothing else: `config.yaml`, `hparams.yaml`,
-`train.log`, `.hydra/`, `metrics.json` where the run finished, `checkpoints/last.ckpt`
-(weights, optimizer, warm-up and early-stopping state: what `ckpt_path=<dir>` resumes
-from; left out with `--finished`), the best checkpoint's weights without its optimizer
-state, and `validation_curve.json` (every `val/*` scalar by epoch, read from all of the
-run's TensorBoard event files, one per resume). The event files themselves (tens of MB of
-images) stay behind. A resume writes into its run directory, so copy the kept folder out
-of the clone before resuming from it.
+`train.log`, `.hydra/`, `metrics.json` where the run finished and evaluate's
+`evaluate_<split>.json` where it was evaluated, `checkpoints/last.ckpt` (weights,
+optimizer, warm-up and early-stopping state: what `ckpt_path=<dir>` resumes from; left out
+with `--finished`), the best checkpoint's weights without its optimizer state (left out
+with `--shipped`, where `vae_lab.pretrained` carries them), and `validation_curve.json`
+(every `val/*` scalar by epoch, read from all of the run's TensorBoard event files, one per
+resume). The event files themselves (tens of MB of images) stay behind. A resume writes
+into its run directory, so copy the kept folder out of the clone before resuming from it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("dest", type=Path)
     parser.add_argument("--note", required=True, help="the command and what the run is")
     parser.add_argument("--finished", action="store_true", help="leave last.ckpt out")
+    parser.add_argument("--shipped", action="store_true", help="leave the best weights out")
     args = parser.parse_args()
     run, dest = args.run, args.dest
     if not (run / "checkpoints" / "last.ckpt").is_file():
@@ -57,13 +59,13 @@ def main() -> None:
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "checkpoints").mkdir(parents=True)
-    for name in FILES:
-        if (run / name).is_file():
-            shutil.copy2(run / name, dest / name)
+    for path in [*(run / name for name in FILES), *run.glob("evaluate_*.json")]:
+        if path.is_file():
+            shutil.copy2(path, dest / path.name)
     shutil.copytree(run / ".hydra", dest / ".hydra")
     if not args.finished:
         shutil.copy2(run / "checkpoints" / "last.ckpt", dest / "checkpoints" / "last.ckpt")
-    for best in run.glob("checkpoints/best-epoch*.ckpt"):
+    for best in [] if args.shipped else run.glob("checkpoints/best-epoch*.ckpt"):
         ckpt = torch.load(best, map_location="cpu", weights_only=True)
         weights = {k: v for k, v in ckpt.items() if k not in TRAINING_STATE}
         torch.save(weights, dest / "checkpoints" / best.name)
