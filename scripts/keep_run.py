@@ -56,6 +56,11 @@ def main() -> None:
     run, dest = args.run, args.dest
     if not (run / "checkpoints" / "last.ckpt").is_file():
         parser.error(f"{run} has no checkpoints/last.ckpt: not a run directory of vae_lab.train")
+    here, there = run.resolve(), dest.resolve()
+    if here == there or here in there.parents or there in here.parents:
+        parser.error(f"{dest} is {run} or holds it: keep the run in a folder of its own")
+    kept = dest / "validation_curve.json"  # of the run's earlier life, before it was resumed
+    earlier = json.loads(kept.read_text())["validation_by_epoch"] if kept.is_file() else {}
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "checkpoints").mkdir(parents=True)
@@ -69,7 +74,11 @@ def main() -> None:
         ckpt = torch.load(best, map_location="cpu", weights_only=True)
         weights = {k: v for k, v in ckpt.items() if k not in TRAINING_STATE}
         torch.save(weights, dest / "checkpoints" / best.name)
-    curve = {"run": args.note, "validation_by_epoch": validation_curve(run)}
+    curves = {tag: dict(map(tuple, points)) for tag, points in earlier.items()}
+    for tag, points in validation_curve(run).items():  # the events win where both have one
+        curves.setdefault(tag, {}).update(points)
+    by_epoch = {tag: sorted(points.items()) for tag, points in curves.items()}
+    curve = {"run": args.note, "validation_by_epoch": by_epoch}
     (dest / "validation_curve.json").write_text(json.dumps(curve) + "\n")
     epochs = len(curve["validation_by_epoch"].get("val/elbo", []))
     print(f"kept {run} in {dest}: {epochs} validation epochs")

@@ -28,9 +28,10 @@ def _image_steps(run_dir: Path, tag: str) -> list[int]:
     return [event.step for event in events.Images(tag)]
 
 
-def _run(compose_cfg: ComposeFn, tmp_path: Path, epochs: int, every: int) -> Path:
+def _run(compose_cfg: ComposeFn, tmp_path: Path, epochs: int, every: int, *extra: str) -> Path:
     train(
         compose_cfg(
+            *extra,
             f"trainer.max_epochs={epochs}",
             f"callbacks.image_grids.every_n_epochs={every}",
             f"callbacks.latent_pictures.every_n_epochs={every}",
@@ -76,17 +77,24 @@ def test_pictures_on_the_cadence_the_last_of_the_final_model_and_whole_epochs_ti
 
 @pytest.mark.slow  # a run each
 @pytest.mark.parametrize(
-    ("epochs", "every", "steps"),
+    ("epochs", "every", "extra", "steps"),
     [
-        (5, 1, [4, 8, 12, 16, 20]),  # every validation epoch; the end is drawn already
-        (4, 2, [4, 8, 16]),  # the last epoch (3) is a 2nd one: nothing more at the end
-        (3, 5, [4, 12]),  # the first epoch, then the end
+        (5, 1, (), [4, 8, 12, 16, 20]),  # every validation epoch; the end is drawn already
+        (4, 2, (), [4, 8, 16]),  # the last epoch (3) is a 2nd one: nothing more at the end
+        (3, 5, (), [4, 12]),  # the first epoch, then the end
+        # validated after epochs 1, 3, 5 (steps 8, 16, 24): the first validation, then the end
+        (6, 5, ("trainer.check_val_every_n_epoch=2",), [8, 24]),
     ],
 )
 def test_other_cadences(
-    compose_cfg: ComposeFn, tmp_path: Path, epochs: int, every: int, steps: list[int]
+    compose_cfg: ComposeFn,
+    tmp_path: Path,
+    epochs: int,
+    every: int,
+    extra: tuple[str, ...],
+    steps: list[int],
 ) -> None:
-    run_dir = _run(compose_cfg, tmp_path, epochs, every)
+    run_dir = _run(compose_cfg, tmp_path, epochs, every, *extra)
     for tag in TAGS:
         assert _image_steps(run_dir, tag) == steps, tag
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from tests.conftest import ComposeFn
 from vae_lab.models.optim import AdamNormGrad
 
 
@@ -66,6 +67,7 @@ def test_the_default_adam_is_fused_and_moves_as_the_op_by_op_adam() -> None:
         torch.manual_seed(0)
         ours = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
         ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+        start = [p.detach().clone() for p in ours]
         opt = instantiate(cfg.optimizer)(params=ours)
         assert opt.defaults["fused"] is True
         ref_opt = type(opt)(ref, lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay,
@@ -76,8 +78,8 @@ def test_the_default_adam_is_fused_and_moves_as_the_op_by_op_adam() -> None:
             _quadratic_grads(ref, x)
             opt.step()
             ref_opt.step()
-        for a, b in zip(ours, ref, strict=True):
-            assert not torch.equal(a, b.detach().clone().zero_())  # it moved
+        for a, b, a0 in zip(ours, ref, start, strict=True):
+            assert not torch.equal(a, a0)  # it moved
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -92,3 +94,45 @@ def test_a_run_resumes_under_another_optimizer_implementation() -> None:
     assert differences(saved, today) == []
     other_lr = {"optimizer": {**today["optimizer"], "lr": 2e-3}}
     assert differences(saved, other_lr) == ["optimizer.lr: checkpoint 0.001, command 0.002"]
+
+
+def test_a_resumed_optimizer_is_fused_as_configured_now(compose_cfg: ComposeFn) -> None:
+    """The optimizer state of a run saved before the fused default (fused None) restores
+    into today's fused Adam as fused (VAE.on_load_checkpoint), so that its step matches
+    what the optimizer was built for: a gradient scaler's step, which passes its scale to a
+    fused step, works. Without the rewrite the restored group says unfused and it fails."""
+    from vae_lab.models.build import build_vae
+
+    vae = build_vae(compose_cfg(), [1, 28, 28])
+    old = torch.optim.Adam(vae.parameters(), lr=1e-3)  # as the optimizer config was before
+    for p in vae.parameters():
+        p.grad = torch.randn_like(p)
+    old.step()
+    checkpoint = {"optimizer_states": [old.state_dict()]}
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["fused"] is None
+    vae.on_load_checkpoint(checkpoint)
+    optimizer = vae.configure_optimizers()
+    optimizer.load_state_dict(checkpoint["optimizer_states"][0])
+    assert optimizer.param_groups[0]["fused"] is True
+    scaler = torch.amp.GradScaler("cpu")
+    loss = sum((p**2).sum() for p in vae.parameters())
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)  # a fused step given the scale: refused by an unfused one
+
+
+def test_no_fused_optimizer_where_lightning_cannot_clip_it(compose_cfg: ComposeFn) -> None:
+    """Under 16-mixed with gradient clipping Lightning refuses a fused optimizer (it unscales
+    its own gradients), so the module builds it unfused there; elsewhere fused."""
+    from types import SimpleNamespace
+
+    from vae_lab.models.build import build_vae
+
+    vae = build_vae(compose_cfg(), [1, 28, 28])
+    for precision, clip, fused in [
+        ("16-mixed", 1.0, False),
+        ("16-mixed", None, True),
+        ("bf16-mixed", 1.0, True),
+        ("32-true", 1.0, True),
+    ]:
+        vae._trainer = SimpleNamespace(precision=precision, gradient_clip_val=clip)
+        assert vae.configure_optimizers().defaults["fused"] is fused, (precision, clip)

@@ -2,8 +2,10 @@
 
 Drawing the grids and latent pictures after every validation epoch costs an MLP epoch
 about as much as its validation (docs/performance.md, "The everyday epoch"), so they are
-drawn after the first validation epoch (something to look at early), after every
-`every_n_epochs`-th one (epochs n - 1, 2n - 1, ...), and once more for the model that
+drawn after the first validation epoch of a fit (something to look at early), after every
+`every_n_epochs`-th one (the n-th, 2n-th, ... validation epoch: epochs n - 1, 2n - 1, ...
+where every epoch is validated; counted afresh when a run resumes), and once more for the
+model that
 training ended with (the last epoch, or the epoch early stopping stopped at) when the last
 drawing did not already show it. `every_n_epochs: 1` draws after every validation epoch.
 """
@@ -35,6 +37,7 @@ class EpochPictures(L.Callback):
             raise ValueError(f"every_n_epochs must be a positive integer, got {every_n_epochs}")
         self.every_n_epochs = every_n_epochs
         self.drawn_at_step: int | None = None  # the global step of the last drawing
+        self.validations = 0  # validation epochs of this fit so far
 
     def draw(self, trainer: L.Trainer, pl_module: VAE) -> None:
         raise NotImplementedError
@@ -47,9 +50,10 @@ class EpochPictures(L.Callback):
             and (bool(tensorboard_writers(trainer)) or not self.needs_tensorboard)
         )
 
-    def due(self, epoch: int) -> bool:
-        """Whether the validation epoch `epoch` (from 0) is one to draw after."""
-        return epoch == 0 or (epoch + 1) % self.every_n_epochs == 0
+    def due(self, validation: int) -> bool:
+        """Whether the `validation`-th validation epoch of this fit (from 1) is one to draw
+        after: the first, and every n-th."""
+        return validation == 1 or validation % self.every_n_epochs == 0
 
     def _draw(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, VAE)
@@ -62,7 +66,10 @@ class EpochPictures(L.Callback):
         self.drawn_at_step = trainer.global_step
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._may_draw(trainer) and self.due(trainer.current_epoch):
+        if not self._may_draw(trainer):
+            return
+        self.validations += 1
+        if self.due(self.validations):
             self._draw(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -31,6 +31,7 @@ from vae_lab.models.components.prior import Prior
 from vae_lab.models.core import BatchLike, VAECore, VAEOutput
 from vae_lab.models.terms import ELBOTerms, LogWeights
 
+IMPLEMENTATION = ("fused", "foreach")  # optimizer options of how, not what, it updates
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
@@ -168,8 +169,35 @@ class VAE(VAECore, L.LightningModule):
     def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._common_step(batch, "test")
 
+    def _implementation(self) -> dict[str, Any]:
+        """How the optimizer computes its update (`fused`, `foreach`), as configured, except
+        that a fused optimizer is not fused where Lightning cannot clip its gradients: under
+        `16-mixed` (a gradient scaler) with `trainer.gradient_clip_val` set."""
+        options = dict(getattr(self.optimizer_factory, "keywords", {}))
+        chosen = {key: options[key] for key in IMPLEMENTATION if key in options}
+        trainer = self._trainer
+        if (
+            chosen.get("fused")
+            and trainer is not None
+            and str(trainer.precision).startswith("16")
+            and trainer.gradient_clip_val
+        ):
+            chosen["fused"] = False
+        return chosen
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed run computes its optimizer's update as configured now: the optimizer
+        state a checkpoint restores would otherwise bring back its saved `fused` and
+        `foreach` (an older run's None), while the optimizer was built for today's."""
+        chosen = self._implementation()
+        for state in checkpoint.get("optimizer_states") or []:
+            for group in state.get("param_groups", []):
+                for key in IMPLEMENTATION:
+                    if key in group:
+                        group[key] = chosen.get(key)
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        optimizer = self.optimizer_factory(params=self.parameters(), **self._implementation())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

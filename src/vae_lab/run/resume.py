@@ -40,7 +40,7 @@ DATA_KEYS = (
 )  # fmt: skip
 TRAINING_STATE = ("optimizer_states", "loops", "epoch", "global_step")
 # How an optimizer computes its update, not what the update is: a run may resume with
-# another (the optimizer state it restores keeps the implementation it was saved with).
+# another, and then computes it as configured now (VAE.on_load_checkpoint).
 IMPLEMENTATION_KEYS = ("optimizer.fused", "optimizer.foreach")
 
 
