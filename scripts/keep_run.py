@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from vae_lab.pretrained.ship import KEEP  # what loading needs: no optimizer, loop or callbacks
+
 FILES = ("config.yaml", "hparams.yaml", "train.log", "metrics.json")
-TRAINING_STATE = ("optimizer_states", "lr_schedulers", "loops", "callbacks")
 
 
 def validation_curve(run: Path) -> dict[str, list[tuple[int, float]]]:
@@ -72,7 +73,7 @@ def main() -> None:
         shutil.copy2(run / "checkpoints" / "last.ckpt", dest / "checkpoints" / "last.ckpt")
     for best in [] if args.shipped else run.glob("checkpoints/best-epoch*.ckpt"):
         ckpt = torch.load(best, map_location="cpu", weights_only=True)
-        weights = {k: v for k, v in ckpt.items() if k not in TRAINING_STATE}
+        weights = {k: v for k, v in ckpt.items() if k in KEEP}
         torch.save(weights, dest / "checkpoints" / best.name)
     curves = {tag: dict(map(tuple, points)) for tag, points in earlier.items()}
     for tag, points in validation_curve(run).items():  # the events win where both have one

@@ -28,6 +28,7 @@ from typing import Any
 import vae_lab.pretrained as pretrained
 from vae_lab.cli.errors import UserError, brief
 from vae_lab.config.schemas import MODEL_GROUPS
+from vae_lab.models.vae import IMPLEMENTATION
 from vae_lab.run import checkpoints
 
 # What a run trains: these must match between a checkpoint and the command resuming it
@@ -41,7 +42,7 @@ DATA_KEYS = (
 TRAINING_STATE = ("optimizer_states", "loops", "epoch", "global_step")
 # How an optimizer computes its update, not what the update is: a run may resume with
 # another, and then computes it as configured now (VAE.on_load_checkpoint).
-IMPLEMENTATION_KEYS = ("optimizer.fused", "optimizer.foreach")
+IMPLEMENTATION_KEYS = tuple(f"optimizer.{key}" for key in IMPLEMENTATION)
 
 
 @dataclass(frozen=True)
